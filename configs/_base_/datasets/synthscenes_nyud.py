@@ -1,0 +1,47 @@
+# SynthScenes, NYUD-like task set (semseg, depth, normals, edge), rendered on the fly.
+# Scenes are a pure function of (seed, index); val uses a seed disjoint from train's.
+image_size = (96, 128)
+train_pipeline = [
+    dict(type="RandomHorizontalFlip", prob=0.5),
+    dict(type="PackMultiTaskInputs"),
+]
+test_pipeline = [dict(type="PackMultiTaskInputs")]
+
+train_dataloader = dict(
+    batch_size=16,
+    num_workers=0,
+    sampler=dict(type="InfiniteSampler", shuffle=True),
+    collate_fn=dict(type="vision_mtl.multitask_collate"),
+    dataset=dict(
+        type="SynthScenesDataset",
+        split="train",
+        num_samples=4000,
+        tasks="nyud",
+        image_size=image_size,
+        cache=True,
+        pipeline=train_pipeline,
+    ),
+)
+val_dataloader = dict(
+    batch_size=16,
+    num_workers=0,
+    sampler=dict(type="DefaultSampler", shuffle=False),
+    collate_fn=dict(type="vision_mtl.multitask_collate"),
+    dataset=dict(
+        type="SynthScenesDataset",
+        split="val",
+        num_samples=200,
+        tasks="nyud",
+        image_size=image_size,
+        pipeline=test_pipeline,
+    ),
+)
+test_dataloader = val_dataloader
+
+# 0.011 of the image diagonal: the NYUD-v2 boundary tolerance.
+val_evaluator = dict(
+    type="MultiTaskMetric",
+    tasks=["semseg", "depth", "normals", "edge"],
+    metric_overrides=dict(edge=dict(max_dist=0.011)),
+)
+test_evaluator = val_evaluator

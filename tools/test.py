@@ -1,0 +1,57 @@
+"""Evaluate a checkpoint: ``python tools/test.py CONFIG CHECKPOINT [options]``.
+
+Prints one table of every task's metrics (and, with ``--trivial-baseline``, the trivial
+predictors' figures beside them), optionally writes them as JSON and draws prediction pictures.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from mmengine.config import DictAction
+
+from vision_mtl.apis import build_test_runner, load_config, write_json
+from vision_mtl.evaluation import format_metrics_table
+from vision_mtl.evaluation.trivial import evaluate_config_trivial
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("config")
+    parser.add_argument("checkpoint", help="a .pth file, or a work dir's last_checkpoint file")
+    parser.add_argument("--work-dir")
+    parser.add_argument("--out", help="write the metrics as JSON to this file")
+    parser.add_argument("--show-dir", help="write input/ground-truth/prediction PNGs here")
+    parser.add_argument("--max-show", type=int, default=16, help="pictures to write")
+    parser.add_argument(
+        "--trivial-baseline",
+        action="store_true",
+        help="also score the trivial predictors (majority class, mean depth, ...) and compare",
+    )
+    parser.add_argument("--cfg-options", nargs="+", action=DictAction)
+    parser.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none")
+    parser.add_argument("--local_rank", "--local-rank", type=int, default=0, help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    cfg = load_config(args.config, args.cfg_options, args.work_dir)
+    hooks = []
+    if args.show_dir:
+        hooks.append(
+            dict(type="PredictionGridHook", out_dir=args.show_dir, max_images=args.max_show)
+        )
+    runner = build_test_runner(cfg, args.checkpoint, launcher=args.launcher, extra_hooks=hooks)
+    metrics = runner.test()
+    columns = {"model": metrics}
+    if args.trivial_baseline:
+        columns["trivial"] = evaluate_config_trivial(cfg)
+    print(format_metrics_table(metrics, columns=columns))
+    if args.out:
+        write_json({name: dict(values) for name, values in columns.items()}, args.out)
+    return columns
+
+
+if __name__ == "__main__":
+    main()

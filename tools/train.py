@@ -1,0 +1,42 @@
+"""Train a multitask model from a config: ``python tools/train.py CONFIG [options]``."""
+
+from __future__ import annotations
+
+import argparse
+
+from mmengine.config import DictAction
+
+from vision_mtl.apis import build_train_runner, load_config
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("config", help="config file")
+    parser.add_argument(
+        "--work-dir", help="where logs and checkpoints go (default work_dirs/<config stem>)"
+    )
+    parser.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=False,
+        help="resume from PATH, or with no PATH from the work dir's last checkpoint",
+    )
+    parser.add_argument("--amp", action="store_true", help="automatic mixed precision (CUDA)")
+    parser.add_argument(
+        "--cfg-options", nargs="+", action=DictAction, help="override config keys: key=value ..."
+    )
+    parser.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none")
+    parser.add_argument("--local_rank", "--local-rank", type=int, default=0, help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    cfg = load_config(args.config, args.cfg_options, args.work_dir)
+    runner = build_train_runner(cfg, resume=args.resume, amp=args.amp, launcher=args.launcher)
+    runner.train()
+
+
+if __name__ == "__main__":
+    main()

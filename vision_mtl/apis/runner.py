@@ -1,0 +1,105 @@
+"""Config loading and Runner construction behind ``tools/train.py`` and ``tools/test.py``.
+
+The tools only parse arguments; everything they do lives here so tests reach it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from mmengine.config import Config
+from mmengine.runner import Runner
+
+from vision_mtl.engine.checkpoint import atomic_write_bytes
+
+
+def load_config(
+    config: str | os.PathLike,
+    cfg_options: dict | None = None,
+    work_dir: str | None = None,
+) -> Config:
+    """Read a config file, apply ``--cfg-options`` overrides and set the work directory.
+
+    The work directory defaults to ``work_dirs/<config stem>`` as in mmsegmentation.
+    """
+    path = Path(config)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {str(path)!r} does not exist")
+    cfg = Config.fromfile(str(path))
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get("work_dir") is None:
+        cfg.work_dir = str(Path("work_dirs") / path.stem)
+    return cfg
+
+
+def build_train_runner(
+    cfg: Config,
+    resume: str | bool = False,
+    amp: bool = False,
+    launcher: str = "none",
+) -> Runner:
+    """A Runner ready to ``train()``.
+
+    Args:
+        cfg: the loaded config.
+        resume: ``True`` resumes from the work directory's ``last_checkpoint``; a path resumes
+            from that checkpoint; ``False`` starts afresh.
+        amp: train with automatic mixed precision (needs a CUDA device).
+        launcher: ``none``, ``pytorch``, ``slurm`` or ``mpi`` (distributed training).
+    """
+    cfg.launcher = launcher
+    if amp:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise RuntimeError("--amp needs a CUDA device; this machine has none")
+        cfg.optim_wrapper.type = "AmpOptimWrapper"
+        cfg.optim_wrapper.setdefault("loss_scale", "dynamic")
+    if isinstance(resume, str):
+        if not os.path.isfile(resume):
+            raise FileNotFoundError(f"--resume checkpoint {resume!r} does not exist")
+        cfg.resume, cfg.load_from = True, resume
+    elif resume:
+        cfg.resume = True
+    return Runner.from_cfg(cfg)
+
+
+def build_test_runner(
+    cfg: Config, checkpoint: str, launcher: str = "none", extra_hooks: list | None = None
+) -> Runner:
+    """A Runner ready to ``test()`` the weights in ``checkpoint``."""
+    cfg.launcher = launcher
+    cfg.load_from = resolve_checkpoint(checkpoint)
+    cfg.resume = False
+    if extra_hooks:
+        cfg.custom_hooks = list(cfg.get("custom_hooks", [])) + list(extra_hooks)
+    return Runner.from_cfg(cfg)
+
+
+def resolve_checkpoint(path: str | os.PathLike) -> str:
+    """The checkpoint file ``path`` names; a ``last_checkpoint`` file is followed to its target."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "last_checkpoint"
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    if path.name == "last_checkpoint":
+        target = Path(path.read_text().strip())
+        if not target.is_absolute() and not target.is_file():
+            target = path.parent / target.name
+        if not target.is_file():
+            raise FileNotFoundError(
+                f"{str(path)!r} points to {str(target)!r}, which does not exist"
+            )
+        return str(target)
+    return str(path)
+
+
+def write_json(data: dict, path: str | os.PathLike) -> None:
+    """Write ``data`` as JSON through a temporary file (never a partial file)."""
+    atomic_write_bytes(json.dumps(data, indent=2, sort_keys=True).encode(), path)

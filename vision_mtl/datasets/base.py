@@ -1,0 +1,70 @@
+"""The common shape of every vision_mtl dataset.
+
+A dataset declares the tasks it can provide; asking it for another fails when it is built, naming
+both, so a config never trains for minutes before discovering a missing task. Each sample is one
+plain dict (DESIGN.md, "Data flow"): ``image``, one array per requested task, and ``meta``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from mmengine.dataset import Compose
+from torch.utils.data import Dataset
+
+from vision_mtl.tasks import check_tasks
+
+
+class MultiTaskDataset(Dataset):
+    """Base class: task validation, the transform pipeline and ``metainfo``.
+
+    Subclasses set :attr:`PROVIDES`, optionally :attr:`TASK_SETS` (named task lists such as
+    ``"nyud"``), fill :attr:`num_classes` for label tasks and implement :meth:`__len__` and
+    :meth:`load_sample`.
+
+    Args:
+        tasks: task names, or the name of one of the dataset's :attr:`TASK_SETS`.
+        pipeline: transform configs (``type`` in the transform registry) or callables, applied
+            in order to each loaded sample.
+    """
+
+    PROVIDES: ClassVar[tuple[str, ...]] = ()
+    TASK_SETS: ClassVar[dict[str, tuple[str, ...]]] = {}
+
+    def __init__(self, tasks: str | Sequence[str], pipeline: Sequence[Any] = ()) -> None:
+        if isinstance(tasks, str):
+            if tasks not in self.TASK_SETS:
+                raise KeyError(
+                    f"{type(self).__name__} has no task set {tasks!r}; "
+                    f"choose one of {sorted(self.TASK_SETS)} or list the tasks"
+                )
+            tasks = self.TASK_SETS[tasks]
+        self.tasks = check_tasks(tasks, self.PROVIDES, where=type(self).__name__)
+        self.pipeline = Compose(list(pipeline))
+
+    num_classes: ClassVar[dict[str, int]] = {}
+    class_names: ClassVar[dict[str, tuple[str, ...]]] = {}
+
+    @property
+    def metainfo(self) -> dict:
+        """What models, metrics and exporters need to know of the data."""
+        return dict(
+            dataset=type(self).__name__,
+            tasks=list(self.tasks),
+            num_classes={t: n for t, n in self.num_classes.items() if t in self.tasks},
+            class_names={t: list(c) for t, c in self.class_names.items() if t in self.tasks},
+        )
+
+    def load_sample(self, index: int) -> dict:
+        """Return the raw sample ``index``: ``image``, one array per task in ``self.tasks``, ``meta``."""
+        raise NotImplementedError
+
+    def __getitem__(self, index: int) -> dict:
+        if not 0 <= index < len(self):
+            raise IndexError(f"{type(self).__name__} index {index} out of range [0, {len(self)})")
+        sample = self.load_sample(index)
+        out = self.pipeline(sample)
+        if out is None:
+            raise RuntimeError(f"{type(self).__name__}: the pipeline dropped sample {index}")
+        return out

@@ -1,0 +1,80 @@
+"""Checkpoints that are never half-written and load under torch's ``weights_only`` default.
+
+* :class:`AtomicLocalBackend` is mmengine's local file backend with writes that go to a temporary
+  file in the same directory and are renamed into place, so a crash (or a non-finite loss) in the
+  middle of saving leaves the previous checkpoint and ``last_checkpoint`` intact. Configs select it
+  with ``backend_args=dict(backend='atomic_local')`` on the CheckpointHook.
+* :func:`allow_mmengine_checkpoint_types` allow-lists exactly the non-tensor types an mmengine
+  checkpoint holds (the message hub's history buffers and the numpy values inside them), because
+  mmengine 0.10.7 calls ``torch.load`` without ``weights_only`` and torch now defaults it to True.
+  Nothing is loaded with ``weights_only=False``. A HistoryBuffer's default pickle also stores its
+  statistics methods, which unpickling fetches through ``getattr`` — a global that must never be
+  allow-listed — so HistoryBuffer is pickled from its constructor arguments instead (the
+  buffer it rebuilds is identical).
+"""
+
+from __future__ import annotations
+
+import copyreg
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from mmengine.fileio import LocalBackend, register_backend
+from mmengine.logging.history_buffer import HistoryBuffer
+
+
+def atomic_write_bytes(data: bytes, path: str | os.PathLike) -> None:
+    """Write ``data`` to ``path`` through a temporary file and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class AtomicLocalBackend(LocalBackend):
+    """mmengine's LocalBackend whose ``put``/``put_text`` never leave a partial file."""
+
+    def put(self, obj: bytes, filepath: str | Path) -> None:
+        atomic_write_bytes(obj, filepath)
+
+    def put_text(self, obj: str, filepath: str | Path, encoding: str = "utf-8") -> None:
+        atomic_write_bytes(obj.encode(encoding), filepath)
+
+
+register_backend("atomic_local", AtomicLocalBackend, force=True)
+
+
+def _reduce_history_buffer(buffer: HistoryBuffer) -> tuple:
+    return HistoryBuffer, (buffer._log_history, buffer._count_history, buffer.max_length)
+
+
+copyreg.pickle(HistoryBuffer, _reduce_history_buffer)
+
+
+def _numpy_globals() -> list:
+    """numpy's pickling helpers and the dtypes a HistoryBuffer's arrays and scalars use."""
+    core = getattr(np, "_core", None) or np.core
+    reconstruct = core.multiarray._reconstruct
+    scalar = core.multiarray.scalar
+    dtype_classes = [type(np.dtype(t)) for t in ("float64", "float32", "int64", "int32", "bool")]
+    return [reconstruct, scalar, np.ndarray, np.dtype, *dtype_classes]
+
+
+def allow_mmengine_checkpoint_types() -> None:
+    """Let ``torch.load(weights_only=True)`` read mmengine checkpoints (see module docstring)."""
+    torch.serialization.add_safe_globals([HistoryBuffer, *_numpy_globals()])
+
+
+allow_mmengine_checkpoint_types()

@@ -1,0 +1,152 @@
+"""Hooks: progress bars with ETA, a task-consistency check, and prediction pictures."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+from mmengine.dist import is_main_process
+from mmengine.hooks import Hook
+from mmengine.runner.base_loop import BaseLoop
+from tqdm import tqdm
+
+from vision_mtl.registry import HOOKS
+from vision_mtl.visualization import make_grid, save_grid
+
+
+def _unwrap(model):
+    return getattr(model, "module", model)
+
+
+@HOOKS.register_module()
+class TaskCheckHook(Hook):
+    """Fail before the first iteration if the model wants a task its data does not carry.
+
+    A dataset already refuses tasks it cannot provide when it is built; this catches the other
+    half — a model (or evaluator) asking for a task the configured dataset was not asked for —
+    so the error names both instead of surfacing as a missing target mid-training.
+    """
+
+    priority = "VERY_HIGH"
+
+    def before_run(self, runner) -> None:
+        model_tasks = list(getattr(_unwrap(runner.model), "tasks", []))
+        for name in ("train", "val", "test"):
+            loop = getattr(runner, f"_{name}_loop", None)
+            if not isinstance(loop, BaseLoop):  # not built: this run does not use it
+                continue
+            dataset = loop.dataloader.dataset
+            data_tasks = getattr(dataset, "tasks", None)
+            if data_tasks is None:
+                continue
+            missing = [t for t in model_tasks if t not in data_tasks]
+            if missing:
+                raise KeyError(
+                    f"the model predicts task(s) {missing} but the {name} dataset "
+                    f"{type(dataset).__name__} was configured with tasks {list(data_tasks)}"
+                )
+
+
+@HOOKS.register_module()
+class ProgressBarHook(Hook):
+    """tqdm bars with ETA for training (per iteration) and for validation/testing.
+
+    Args:
+        refresh_secs: minimum seconds between redraws (keeps CI logs short).
+    """
+
+    priority = "LOW"
+
+    def __init__(self, refresh_secs: float = 2.0) -> None:
+        self.refresh_secs = refresh_secs
+        self._bar: tqdm | None = None
+
+    def _open(self, total: int, desc: str, initial: int = 0) -> None:
+        self._close()
+        if is_main_process():
+            self._bar = tqdm(
+                total=total,
+                initial=initial,
+                desc=desc,
+                mininterval=self.refresh_secs,
+                file=sys.stderr,
+                dynamic_ncols=True,
+            )
+
+    def _close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def _step(self, postfix: str | None = None) -> None:
+        if self._bar is not None:
+            if postfix:
+                self._bar.set_postfix_str(postfix, refresh=False)
+            self._bar.update(1)
+
+    def before_train(self, runner) -> None:
+        self._open(runner.max_iters, "train", initial=runner.iter)
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+        total = (outputs or {}).get("loss")
+        if isinstance(total, torch.Tensor):
+            total = total.detach()
+        self._step(f"loss={float(total):.3f}" if total is not None else None)
+
+    def after_train(self, runner) -> None:
+        self._close()
+
+    def before_val_epoch(self, runner) -> None:
+        self._train_bar, self._bar = self._bar, None
+        self._open(len(runner.val_dataloader), "val")
+
+    def after_val_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+        self._step()
+
+    def after_val_epoch(self, runner, metrics=None) -> None:
+        self._close()
+        self._bar = getattr(self, "_train_bar", None)
+
+    def before_test_epoch(self, runner) -> None:
+        self._open(len(runner.test_dataloader), "test")
+
+    def after_test_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+        self._step()
+
+    def after_test_epoch(self, runner, metrics=None) -> None:
+        self._close()
+
+
+@HOOKS.register_module()
+class PredictionGridHook(Hook):
+    """Write input / ground truth / prediction PNG grids for the first test images.
+
+    Args:
+        out_dir: folder for the PNGs (one per image, named after the sample).
+        max_images: how many images to draw.
+    """
+
+    priority = "LOW"
+
+    def __init__(self, out_dir: str, max_images: int = 16) -> None:
+        self.out_dir = Path(out_dir)
+        self.max_images = max_images
+        self.written = 0
+
+    def before_test_epoch(self, runner) -> None:
+        self.written = 0
+
+    def after_test_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+        if not is_main_process() or data_batch is None:
+            return
+        num_classes = getattr(_unwrap(runner.model), "num_classes", {})
+        for image, sample in zip(data_batch["inputs"], outputs or []):
+            if self.written >= self.max_images:
+                return
+            h, w = sample["meta"].get("ori_shape", image.shape[-2:])
+            rgb = image[:, :h, :w].permute(1, 2, 0).cpu().numpy()
+            grid = make_grid(rgb, sample["pred"], sample.get("gt"), num_classes)
+            name = sample["meta"].get("name", f"{batch_idx:05d}_{self.written}")
+            save_grid(grid, self.out_dir / f"{name}.png")
+            self.written += 1

@@ -1,0 +1,5 @@
+"""Backbones: timm models as multi-level feature extractors."""
+
+from vision_mtl.models.backbones.timm_backbone import TimmBackbone
+
+__all__ = ["TimmBackbone"]

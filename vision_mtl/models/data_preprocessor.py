@@ -1,0 +1,80 @@
+"""Batching on the device: pad, stack and normalize what the collate function gathered.
+
+Images of one batch may differ in size (test images are never resized); they are padded at the
+bottom and right to a common size, image with 0 and targets with their task's ignore value, so
+predictions can be cropped back to each image's original size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from mmengine.model import BaseDataPreprocessor
+
+from vision_mtl.registry import MODELS
+from vision_mtl.tasks import get_task
+
+
+def pad_to(tensor: torch.Tensor, size: tuple[int, int], value: float) -> torch.Tensor:
+    """Pad the last two dimensions at the bottom/right up to ``size``."""
+    h, w = tensor.shape[-2:]
+    if (h, w) == tuple(size):
+        return tensor
+    if h > size[0] or w > size[1]:
+        raise ValueError(f"cannot pad a {h}x{w} map to the smaller size {size[0]}x{size[1]}")
+    return F.pad(tensor, (0, size[1] - w, 0, size[0] - h), value=value)
+
+
+@MODELS.register_module()
+class MultiTaskDataPreprocessor(BaseDataPreprocessor):
+    """Pad, stack, move to the device and normalize a batch.
+
+    Args:
+        mean: per-channel mean of the uint8 RGB image.
+        std: per-channel standard deviation.
+        size: pad every batch to this (H, W) (the training canvas), if given.
+        size_divisor: otherwise pad to the batch's largest size rounded up to this multiple.
+    """
+
+    def __init__(
+        self,
+        mean: Sequence[float] = (123.675, 116.28, 103.53),
+        std: Sequence[float] = (58.395, 57.12, 57.375),
+        size: Sequence[int] | None = None,
+        size_divisor: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1), False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(-1, 1, 1), False)
+        self.size = tuple(size) if size is not None else None
+        self.size_divisor = size_divisor
+
+    def batch_size_for(self, shapes: list[tuple[int, int]]) -> tuple[int, int]:
+        """The (H, W) a batch with these image shapes is padded to."""
+        h = max(s[0] for s in shapes)
+        w = max(s[1] for s in shapes)
+        if self.size is not None:
+            if h > self.size[0] or w > self.size[1]:
+                raise ValueError(
+                    f"an image of {h}x{w} does not fit the canvas {self.size[0]}x{self.size[1]} "
+                    "set in data_preprocessor.size"
+                )
+            return self.size
+        if self.size_divisor:
+            d = self.size_divisor
+            h, w = -(-h // d) * d, -(-w // d) * d
+        return h, w
+
+    def forward(self, data: dict, training: bool = False) -> dict:
+        images = [img for img in data["inputs"]]
+        size = self.batch_size_for([tuple(img.shape[-2:]) for img in images])
+        inputs = torch.stack([pad_to(img, size, 0) for img in images])
+        inputs = self.cast_data(inputs).float()
+        inputs = (inputs - self.mean) / self.std
+        targets = {}
+        for task, maps in (data.get("targets") or {}).items():
+            fill = get_task(task).ignore_value
+            targets[task] = self.cast_data(torch.stack([pad_to(m, size, fill) for m in maps]))
+        return dict(inputs=inputs, targets=targets, meta=list(data.get("meta") or []))

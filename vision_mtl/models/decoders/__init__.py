@@ -1,0 +1,7 @@
+"""Multitask decoders and per-task heads."""
+
+from vision_mtl.models.decoders.base import DecoderOutput, MultiTaskDecoder
+from vision_mtl.models.decoders.baseline import BaselineDecoder
+from vision_mtl.models.decoders.heads import ConvHead
+
+__all__ = ["BaselineDecoder", "ConvHead", "DecoderOutput", "MultiTaskDecoder"]

@@ -1,0 +1,189 @@
+"""MultiTaskModel: a shared backbone, a multitask decoder, per-task heads and losses.
+
+Forward modes follow mmengine: ``loss`` returns ``loss_<task>`` entries (already weighted, so
+mmengine's sum is the total), ``predict`` returns one dict per image with predictions cropped to the
+image's original size, ``tensor`` returns raw logits at the input size (what ONNX export uses).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from mmengine.logging import MessageHub
+from mmengine.model import BaseModel
+from mmengine.optim import OptimWrapper
+from torch import nn
+
+from vision_mtl.models.decoders.base import DecoderOutput
+from vision_mtl.registry import MODELS
+from vision_mtl.tasks import check_tasks, get_task
+
+
+def _build(cfg: dict | nn.Module, **defaults) -> nn.Module:
+    if isinstance(cfg, nn.Module):
+        return cfg
+    cfg = dict(cfg)
+    for key, value in defaults.items():
+        cfg.setdefault(key, value)
+    return MODELS.build(cfg)
+
+
+@MODELS.register_module()
+class MultiTaskModel(BaseModel):
+    """Backbone + decoder + one head and loss per task.
+
+    Args:
+        backbone: backbone config (or module) reporting ``out_channels`` and ``out_strides``.
+        decoder: decoder config; ``in_channels``, ``in_strides``, ``tasks`` and ``num_classes``
+            are filled in from the backbone and the task settings.
+        tasks: task name → settings: ``num_classes`` (class tasks), ``loss_weight`` (default 1),
+            ``loss`` (config overriding the TaskSpec's default loss). A list of names uses the
+            defaults.
+        head: head config; ``in_channels`` and ``out_channels`` are filled in per task.
+        data_preprocessor: batching/normalization config.
+        aux_loss_weight: factor on intermediate-supervision losses of decoders that emit them.
+    """
+
+    def __init__(
+        self,
+        backbone: dict | nn.Module,
+        decoder: dict | nn.Module,
+        tasks: dict[str, dict] | Sequence[str],
+        head: dict | None = None,
+        data_preprocessor: dict | None = None,
+        aux_loss_weight: float = 1.0,
+        init_cfg: dict | None = None,
+    ) -> None:
+        if data_preprocessor is None:
+            data_preprocessor = dict(type="MultiTaskDataPreprocessor")
+        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        settings = {t: {} for t in tasks} if not isinstance(tasks, dict) else dict(tasks)
+        self.tasks = check_tasks(settings, list(settings), where="the model's task settings")
+        self.task_settings = {t: dict(settings[t] or {}) for t in self.tasks}
+        self.num_classes = {
+            t: s["num_classes"] for t, s in self.task_settings.items() if "num_classes" in s
+        }
+        self.loss_weights = {
+            t: float(s.get("loss_weight", 1.0)) for t, s in self.task_settings.items()
+        }
+        self.aux_loss_weight = aux_loss_weight
+
+        self.backbone = _build(backbone)
+        self.decoder = _build(
+            decoder,
+            in_channels=self.backbone.out_channels,
+            in_strides=self.backbone.out_strides,
+            tasks=self.tasks,
+            num_classes=self.num_classes,
+        )
+        head = dict(type="ConvHead") if head is None else dict(head)
+        self.heads = nn.ModuleDict()
+        self.losses = nn.ModuleDict()
+        for task in self.tasks:
+            spec = get_task(task)
+            out = spec.num_outputs(self.num_classes.get(task))
+            self.heads[task] = _build(
+                dict(head, in_channels=self.decoder.out_channels[task], out_channels=out)
+            )
+            self.losses[task] = _build(self.task_settings[task].get("loss", spec.loss))
+
+    # ------------------------------------------------------------------ forward paths
+    def _logits(self, inputs: torch.Tensor) -> tuple[dict[str, torch.Tensor], DecoderOutput]:
+        """Raw per-task outputs resized to the input size."""
+        decoded = self.decoder(self.backbone(inputs))
+        size = inputs.shape[-2:]
+        logits = {}
+        for task in self.tasks:
+            out = self.heads[task](decoded.features[task])
+            logits[task] = F.interpolate(out, size=size, mode="bilinear", align_corners=False)
+        return logits, decoded
+
+    def forward(
+        self,
+        inputs: torch.Tensor,
+        targets: dict[str, torch.Tensor] | None = None,
+        meta: list[dict] | None = None,
+        mode: str = "tensor",
+    ):
+        """Run the model in ``loss``, ``predict`` or ``tensor`` mode (see module docstring)."""
+        if mode == "tensor":
+            return self._logits(inputs)[0]
+        if mode == "loss":
+            return self.loss(inputs, targets or {})
+        if mode == "predict":
+            return self.predict(inputs, targets or {}, meta or [{} for _ in range(len(inputs))])
+        raise ValueError(f"mode must be 'loss', 'predict' or 'tensor', got {mode!r}")
+
+    def loss(
+        self, inputs: torch.Tensor, targets: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        """Weighted per-task losses, keyed ``loss_<task>`` (and ``loss_<task>_<stage>``)."""
+        missing = [t for t in self.tasks if t not in targets]
+        if missing:
+            raise KeyError(f"the batch carries no targets for task(s) {missing}")
+        logits, decoded = self._logits(inputs)
+        losses = {}
+        for task in self.tasks:
+            losses[f"loss_{task}"] = self.loss_weights[task] * self.losses[task](
+                logits[task], targets[task]
+            )
+        for stage, stage_logits in decoded.aux_logits.items():
+            for task, out in stage_logits.items():
+                out = F.interpolate(
+                    out, size=inputs.shape[-2:], mode="bilinear", align_corners=False
+                )
+                weight = self.aux_loss_weight * self.loss_weights[task]
+                losses[f"loss_{task}_{stage}"] = weight * self.losses[task](out, targets[task])
+        return losses
+
+    @torch.no_grad()
+    def predict(
+        self, inputs: torch.Tensor, targets: dict[str, torch.Tensor], meta: list[dict]
+    ) -> list[dict]:
+        """Per image: ``pred`` (and ``gt`` when targets are given) cropped to the original size."""
+        logits, _ = self._logits(inputs)
+        decoded = {t: get_task(t).decode_logits(logits[t]).cpu() for t in self.tasks}
+        gts = {t: v.cpu() for t, v in targets.items() if t in self.tasks}
+        results = []
+        for i, info in enumerate(meta):
+            h, w = info.get("ori_shape", inputs.shape[-2:])
+            sample = dict(
+                meta=info,
+                pred={t: v[i, ..., :h, :w] for t, v in decoded.items()},
+            )
+            if gts:
+                sample["gt"] = {t: _squeeze_gt(v[i, ..., :h, :w]) for t, v in gts.items()}
+            results.append(sample)
+        return results
+
+    # ------------------------------------------------------------------ training step
+    def train_step(self, data: dict, optim_wrapper: OptimWrapper) -> dict[str, torch.Tensor]:
+        """mmengine's train step, refusing to update on a non-finite loss.
+
+        The check runs before the optimizer step, so the weights (and every checkpoint written
+        so far) stay as they were at the last good iteration.
+        """
+        with optim_wrapper.optim_context(self):
+            data = self.data_preprocessor(data, True)
+            losses = self._run_forward(data, mode="loss")
+        for key, value in losses.items():
+            if not math.isfinite(float(value.detach())):
+                iteration = MessageHub.get_current_instance().get_info("iter", -1) + 1
+                task = key[len("loss_") :]
+                raise FloatingPointError(
+                    f"non-finite loss for task {task!r} ({key} = {float(value)}) at iteration "
+                    f"{iteration}; training stopped before the update, the last checkpoint is "
+                    "intact. Lower the learning rate or the task's loss_weight, or check its "
+                    "targets."
+                )
+        parsed, log_vars = self.parse_losses(losses)
+        optim_wrapper.update_params(parsed)
+        return log_vars
+
+
+def _squeeze_gt(target: torch.Tensor) -> torch.Tensor:
+    """Ground truth in the prediction's layout: 1-channel maps become H×W."""
+    return target[0] if target.dim() == 3 and target.shape[0] == 1 else target

@@ -1,0 +1,288 @@
+"""Everything vision_mtl knows about each dense prediction task.
+
+This is the single source of truth for task names: decoders size their heads from
+:attr:`TaskSpec.out_channels`, losses and metrics are built from :attr:`TaskSpec.loss` and
+:attr:`TaskSpec.metric`, predictions are decoded by :meth:`TaskSpec.decode`, and pictures are
+painted by :meth:`TaskSpec.colorize`. No other module branches on a task's name.
+
+Conventions shared by datasets, models and metrics (DESIGN.md, "Data flow"):
+
+* a dataset sample holds ``image`` (H×W×3 uint8 RGB) and one array per task: ``label`` tasks an
+  H×W integer map with :attr:`TaskSpec.ignore_value` for unlabelled pixels, ``map`` tasks an
+  H×W×C float32 array (H×W when C is 1) where an all-zero pixel is invalid;
+* normals are unit vectors in the camera frame, x right, y up, z towards the viewer, so a visible
+  surface has z > 0 (the OpenGL convention; horizontal flips negate x);
+* a prediction (``predict`` mode) is, per task, a CPU tensor at the image's original size:
+  ``label`` tasks H×W int64 class ids, probability tasks H×W float in [0, 1], ``depth`` H×W metres,
+  ``normals`` 3×H×W unit vectors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+TargetKind = Literal["label", "map"]
+Decode = Literal["argmax", "softmax_fg", "sigmoid", "relu", "unit"]
+Trivial = Literal["majority", "mean", "unit_mean", "zeros"]
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What one task is: its outputs, its loss, its metric and how to draw it.
+
+    Attributes:
+        name: the key used everywhere (sample dicts, heads, ``loss_<name>``, ``<name>/metric``).
+        out_channels: channels of the raw head output, or ``None`` when it is the dataset's
+            number of classes.
+        target_kind: ``label`` (integer map, :attr:`ignore_value` = unlabelled) or ``map``
+            (float map, all-zero pixel = invalid).
+        target_channels: channels of a ``map`` target (1 for depth, 3 for normals).
+        loss: default loss config (``type`` in the model registry).
+        metric: default metric config (``type`` in the metric registry).
+        primary_metric: the metric key that Δm and best-checkpoint selection use.
+        higher_is_better: direction of :attr:`primary_metric`.
+        ignore_value: value of unlabelled target pixels.
+        decode: how raw logits become a prediction (see :meth:`decode`).
+        flip_channel: channel of a ``map`` target that changes sign on a horizontal flip.
+        trivial: the trivial predictor the demo compares against.
+        colormap: how :meth:`colorize` paints: ``palette``, ``depth``, ``normals`` or ``gray``.
+        description: one line for tables and sidecars.
+    """
+
+    name: str
+    out_channels: int | None
+    target_kind: TargetKind
+    loss: dict
+    metric: dict
+    primary_metric: str
+    higher_is_better: bool
+    decode: Decode
+    trivial: Trivial
+    colormap: Literal["palette", "depth", "normals", "gray"]
+    description: str
+    target_channels: int = 1
+    ignore_value: int | float = 255
+    flip_channel: int | None = None
+
+    def num_outputs(self, num_classes: int | None = None) -> int:
+        """Channels of the raw head output; class tasks need the dataset's class count."""
+        if self.out_channels is not None:
+            return self.out_channels
+        if num_classes is None or num_classes < 1:
+            raise ValueError(
+                f"task {self.name!r} predicts one channel per class: give num_classes "
+                f"(got {num_classes!r}) in the model's task settings"
+            )
+        return int(num_classes)
+
+    def decode_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """Turn raw head outputs (B×C×H×W) into predictions (see module docstring)."""
+        if self.decode == "argmax":
+            return logits.argmax(dim=1)
+        if self.decode == "softmax_fg":
+            return logits.softmax(dim=1)[:, 1]
+        if self.decode == "sigmoid":
+            return logits[:, 0].sigmoid()
+        if self.decode == "relu":
+            return logits[:, 0].clamp(min=0)
+        return F.normalize(logits, dim=1)
+
+    def valid_mask(self, target: torch.Tensor) -> torch.Tensor:
+        """Pixels of a target (B×H×W labels or B×C×H×W maps) that carry ground truth."""
+        if self.target_kind == "label":
+            return target != self.ignore_value
+        return target.abs().sum(dim=1) > 0
+
+    def colorize(
+        self, value: np.ndarray, num_classes: int | None = None, vmax: float | None = None
+    ) -> np.ndarray:
+        """Paint a target or prediction as an H×W×3 uint8 RGB picture.
+
+        Args:
+            value: the map, in the task's target or prediction layout.
+            num_classes: palette size for label tasks (keeps colours stable across images).
+            vmax: value painted at the top of the depth colormap (defaults to the map's max).
+        """
+        value = np.asarray(value)
+        if self.colormap == "palette":
+            palette = make_palette(max(num_classes or 0, int(value.max(initial=0)) + 1))
+            out = np.zeros((*value.shape, 3), np.uint8)
+            valid = value != self.ignore_value
+            out[valid] = palette[value[valid].astype(np.int64)]
+            return out
+        if self.colormap == "normals":
+            normals = value.transpose(1, 2, 0) if value.shape[0] == 3 else value
+            return ((np.clip(normals, -1, 1) + 1) * 127.5).astype(np.uint8)
+        if self.colormap == "depth":
+            return colorize_depth(value, vmax)
+        return (
+            (np.clip(value.astype(np.float32), 0, 1) * 255)
+            .astype(np.uint8)[..., None]
+            .repeat(3, axis=2)
+        )
+
+
+def make_palette(num: int) -> np.ndarray:
+    """The PASCAL VOC bit-interleaved palette: distinct, stable colours for class ids."""
+    palette = np.zeros((max(num, 1), 3), np.uint8)
+    for label in range(len(palette)):
+        c, shift = label, 7
+        while c:
+            for channel in range(3):
+                palette[label, channel] |= ((c >> channel) & 1) << shift
+            c >>= 3
+            shift -= 1
+    return palette
+
+
+def colorize_depth(depth: np.ndarray, depth_max: float | None = None) -> np.ndarray:
+    """Map depth (metres, 0 = invalid) through a perceptual colormap; invalid pixels are black."""
+    import cv2
+
+    depth = np.asarray(depth, np.float32)
+    valid = depth > 0
+    top = depth_max or (float(depth[valid].max()) if valid.any() else 1.0)
+    scaled = np.clip(depth / max(top, 1e-6), 0, 1)
+    rgb = cv2.applyColorMap((scaled * 255).astype(np.uint8), cv2.COLORMAP_TURBO)[..., ::-1]
+    rgb = rgb.copy()
+    rgb[~valid] = 0
+    return rgb
+
+
+_CE = dict(type="CrossEntropyLoss", ignore_index=255)
+
+TASKS: dict[str, TaskSpec] = {
+    spec.name: spec
+    for spec in [
+        TaskSpec(
+            name="semseg",
+            out_channels=None,
+            target_kind="label",
+            loss=_CE,
+            metric=dict(type="SegMetric"),
+            primary_metric="mIoU",
+            higher_is_better=True,
+            decode="argmax",
+            trivial="majority",
+            colormap="palette",
+            description="semantic class id per pixel",
+        ),
+        TaskSpec(
+            name="depth",
+            out_channels=1,
+            target_kind="map",
+            loss=dict(type="MaskedL1Loss"),
+            metric=dict(type="DepthMetric"),
+            primary_metric="rmse",
+            higher_is_better=False,
+            decode="relu",
+            trivial="mean",
+            colormap="depth",
+            description="depth along the optical axis in metres (0 = invalid)",
+            ignore_value=0,
+        ),
+        TaskSpec(
+            name="normals",
+            out_channels=3,
+            target_kind="map",
+            target_channels=3,
+            loss=dict(type="NormalsL1Loss"),
+            metric=dict(type="NormalsMetric"),
+            primary_metric="mean",
+            higher_is_better=False,
+            decode="unit",
+            trivial="unit_mean",
+            colormap="normals",
+            description="camera-frame unit surface normal (x right, y up, z to viewer)",
+            ignore_value=0,
+            flip_channel=0,
+        ),
+        TaskSpec(
+            name="edge",
+            out_channels=1,
+            target_kind="label",
+            loss=dict(type="BalancedBCELoss", pos_weight=0.95),
+            metric=dict(type="EdgeFMetric"),
+            primary_metric="F",
+            higher_is_better=True,
+            decode="sigmoid",
+            trivial="zeros",
+            colormap="gray",
+            description="probability that the pixel lies on an object boundary",
+        ),
+        TaskSpec(
+            name="saliency",
+            out_channels=2,
+            target_kind="label",
+            loss=dict(type="BalancedCrossEntropyLoss", ignore_index=255),
+            metric=dict(type="SaliencyMetric"),
+            primary_metric="maxF",
+            higher_is_better=True,
+            decode="softmax_fg",
+            trivial="mean",
+            colormap="gray",
+            description="probability that the pixel belongs to a salient object",
+        ),
+        TaskSpec(
+            name="human_parts",
+            out_channels=None,
+            target_kind="label",
+            loss=_CE,
+            metric=dict(type="SegMetric"),
+            primary_metric="mIoU",
+            higher_is_better=True,
+            decode="argmax",
+            trivial="majority",
+            colormap="palette",
+            description="body (or object) part class id per pixel, 0 = background",
+        ),
+        TaskSpec(
+            name="disparity",
+            out_channels=1,
+            target_kind="map",
+            loss=dict(type="MaskedL1Loss"),
+            metric=dict(type="DepthMetric"),
+            primary_metric="rmse",
+            higher_is_better=False,
+            decode="relu",
+            trivial="mean",
+            colormap="depth",
+            description="stereo disparity in pixels (0 = invalid)",
+            ignore_value=0,
+        ),
+    ]
+}
+
+
+def get_task(name: str) -> TaskSpec:
+    """Look a task up by name, with a clear error listing the known ones."""
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise KeyError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)}") from None
+
+
+def check_tasks(
+    requested: Iterable[str], provided: Sequence[str], where: str = "the dataset"
+) -> list[str]:
+    """Validate a task list against what a dataset provides; returns the list in TaskSpec order.
+
+    Raises:
+        KeyError: a requested task is unknown or not provided by ``where``.
+    """
+    requested = list(requested)
+    for name in requested:
+        get_task(name)
+        if name not in provided:
+            raise KeyError(
+                f"task {name!r} was requested but {where} provides only {list(provided)}"
+            )
+    if len(set(requested)) != len(requested):
+        raise ValueError(f"task list {requested} names a task twice")
+    return [t for t in TASKS if t in requested]

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from mmengine.dataset import Compose
 from torch.utils.data import Dataset
 
+from vision_mtl.registry import TRANSFORMS
 from vision_mtl.tasks import check_tasks
 
 
@@ -41,7 +42,10 @@ class MultiTaskDataset(Dataset):
                 )
             tasks = self.TASK_SETS[tasks]
         self.tasks = check_tasks(tasks, self.PROVIDES, where=type(self).__name__)
-        self.pipeline = Compose(list(pipeline))
+        # Built through our registry so a dataset works without a config's default scope.
+        self.pipeline = Compose(
+            [TRANSFORMS.build(t) if isinstance(t, dict) else t for t in pipeline]
+        )
 
     num_classes: ClassVar[dict[str, int]] = {}
     class_names: ClassVar[dict[str, tuple[str, ...]]] = {}

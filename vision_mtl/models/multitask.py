@@ -57,9 +57,9 @@ class MultiTaskModel(BaseModel):
         aux_loss_weight: float = 1.0,
         init_cfg: dict | None = None,
     ) -> None:
-        if data_preprocessor is None:
-            data_preprocessor = dict(type="MultiTaskDataPreprocessor")
-        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        # Built through our registry so the model works without a config's default scope.
+        preprocessor = _build(data_preprocessor or dict(type="MultiTaskDataPreprocessor"))
+        super().__init__(data_preprocessor=preprocessor, init_cfg=init_cfg)
         settings = {t: {} for t in tasks} if not isinstance(tasks, dict) else dict(tasks)
         self.tasks = check_tasks(settings, list(settings), where="the model's task settings")
         self.task_settings = {t: dict(settings[t] or {}) for t in self.tasks}
@@ -174,7 +174,7 @@ class MultiTaskModel(BaseModel):
                 iteration = MessageHub.get_current_instance().get_info("iter", -1) + 1
                 task = key[len("loss_") :]
                 raise FloatingPointError(
-                    f"non-finite loss for task {task!r} ({key} = {float(value)}) at iteration "
+                    f"non-finite loss for task {task!r} ({key} = {float(value.detach())}) at iteration "
                     f"{iteration}; training stopped before the update, the last checkpoint is "
                     "intact. Lower the learning rate or the task's loss_weight, or check its "
                     "targets."

@@ -1,0 +1,59 @@
+"""Shared fixtures: tiny versions of the real configs (litgpt style: shrink, don't invent)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICKSTART = ROOT / "configs/quickstart/baseline_vit-tiny-p8_16xb-2k_synthscenes-nyud-96x128.py"
+
+# The quickstart config at toy size: 2 blocks of 32-d, 32x48 images, 4 iterations.
+TINY_OPTIONS = {
+    "model.backbone.out_indices": [0, 1],
+    "model.backbone.model_kwargs": dict(
+        patch_size=8, img_size=(32, 48), embed_dim=32, depth=2, num_heads=2, dynamic_img_size=True
+    ),
+    "model.decoder.channels": 16,
+    "train_dataloader.batch_size": 4,
+    "train_dataloader.dataset.num_samples": 16,
+    "train_dataloader.dataset.image_size": (32, 48),
+    "val_dataloader.batch_size": 4,
+    "val_dataloader.dataset.num_samples": 8,
+    "val_dataloader.dataset.image_size": (32, 48),
+    "test_dataloader.batch_size": 4,
+    "test_dataloader.dataset.num_samples": 8,
+    "test_dataloader.dataset.image_size": (32, 48),
+    "train_cfg.max_iters": 4,
+    "train_cfg.val_interval": 4,
+    "default_hooks.checkpoint.interval": 2,
+    "default_hooks.logger.interval": 2,
+    "param_scheduler": [dict(type="ConstantLR", factor=1.0, by_epoch=False)],
+    "custom_hooks": [dict(type="TaskCheckHook")],
+}
+
+
+@pytest.fixture(autouse=True)
+def _single_thread():
+    # Two xdist workers share two cores; one thread each avoids oversubscription.
+    torch.set_num_threads(1)
+
+
+@pytest.fixture
+def tiny_cfg(tmp_path):
+    """The quickstart config shrunk to toy size, with its work dir in tmp_path."""
+    from vision_mtl.apis import load_config
+
+    return load_config(QUICKSTART, dict(TINY_OPTIONS), work_dir=str(tmp_path / "work"))
+
+
+def load_tool(name: str):
+    """Import ``tools/<name>.py`` as a module so tests call its ``main(argv)``."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"tool_{name}", ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

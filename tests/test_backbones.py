@@ -9,11 +9,29 @@ import torch
 from vision_mtl.models.backbones import TimmBackbone
 
 TINY = {
-    "vit": ("vit_tiny_patch16_224", [0, 1], dict(img_size=(32, 48), embed_dim=32, depth=2,
-                                                 num_heads=2, patch_size=8, dynamic_img_size=True)),
-    "swin": ("swin_tiny_patch4_window7_224", None, dict(img_size=(32, 64), window_size=2,
-                                                        embed_dim=16, depths=(1, 1, 1, 1),
-                                                        num_heads=(1, 1, 2, 2))),
+    "vit": (
+        "vit_tiny_patch16_224",
+        [0, 1],
+        dict(
+            img_size=(32, 48),
+            embed_dim=32,
+            depth=2,
+            num_heads=2,
+            patch_size=8,
+            dynamic_img_size=True,
+        ),
+    ),
+    "swin": (
+        "swin_tiny_patch4_window7_224",
+        None,
+        dict(
+            img_size=(32, 64),
+            window_size=2,
+            embed_dim=16,
+            depths=(1, 1, 1, 1),
+            num_heads=(1, 1, 2, 2),
+        ),
+    ),
     "cnn": ("resnet18", [1, 2, 3, 4], {}),
 }
 
@@ -55,7 +73,11 @@ def test_pretrained_loads_from_local_file(tmp_path):
     source = timm.create_model("vit_tiny_patch16_224", **kwargs)
     path = tmp_path / "vit.pth"
     torch.save(source.state_dict(), path)
-    backbone = TimmBackbone("vit_tiny_patch16_224", [0, 1], pretrained=str(path), model_kwargs=kwargs)
-    torch.testing.assert_close(backbone.model.blocks[1].mlp.fc1.weight, source.blocks[1].mlp.fc1.weight)
+    backbone = TimmBackbone(
+        "vit_tiny_patch16_224", [0, 1], pretrained=str(path), model_kwargs=kwargs
+    )
+    torch.testing.assert_close(
+        backbone.model.blocks[1].mlp.fc1.weight, source.blocks[1].mlp.fc1.weight
+    )
     fresh = TimmBackbone("vit_tiny_patch16_224", [0, 1], model_kwargs=kwargs)
     assert not torch.equal(fresh.model.blocks[1].mlp.fc1.weight, source.blocks[1].mlp.fc1.weight)

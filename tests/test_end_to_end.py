@@ -54,8 +54,17 @@ def test_train_save_resume_evaluate_infer(trained, tmp_path):
     out = tmp_path / "metrics.json"
     shows = tmp_path / "pictures"
     columns = load_tool("test").main(
-        [str(config), str(work / "last_checkpoint"), "--out", str(out), "--show-dir", str(shows),
-         "--max-show", "3", "--trivial-baseline"]
+        [
+            str(config),
+            str(work / "last_checkpoint"),
+            "--out",
+            str(out),
+            "--show-dir",
+            str(shows),
+            "--max-show",
+            "3",
+            "--trivial-baseline",
+        ]
     )
     saved = json.loads(out.read_text())
     for key in ("semseg/mIoU", "depth/rmse", "normals/mean", "edge/F"):

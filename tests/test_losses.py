@@ -56,4 +56,6 @@ def test_balanced_ce_weights_by_batch_share():
     pos = target[0] == 1
     # positives weighted by the negative share (3/4), negatives by the positive share (1/4)
     expected = (per[pos].sum() * 0.75 + per[~pos].sum() * 0.25) / 4
-    assert float(BalancedCrossEntropyLoss()(logits, target)) == pytest.approx(float(expected), rel=1e-5)
+    assert float(BalancedCrossEntropyLoss()(logits, target)) == pytest.approx(
+        float(expected), rel=1e-5
+    )

@@ -11,11 +11,13 @@ BACKBONE = dict(
     type="TimmBackbone",
     model_name="vit_tiny_patch16_224",
     out_indices=[0, 1],
-    model_kwargs=dict(img_size=(32, 48), embed_dim=32, depth=2, num_heads=2, patch_size=8,
-                      dynamic_img_size=True),
+    model_kwargs=dict(
+        img_size=(32, 48), embed_dim=32, depth=2, num_heads=2, patch_size=8, dynamic_img_size=True
+    ),
 )
-PASCAL = dict(semseg=dict(num_classes=7), human_parts=dict(num_classes=4), saliency={},
-              normals={}, edge={})
+PASCAL = dict(
+    semseg=dict(num_classes=7), human_parts=dict(num_classes=4), saliency={}, normals={}, edge={}
+)
 
 
 def make_model(tasks=None, **decoder):
@@ -29,7 +31,9 @@ def make_model(tasks=None, **decoder):
 
 @pytest.mark.parametrize("out_stride", [8, 4, 2])
 def test_baseline_decoder_upsamples_to_out_stride(out_stride):
-    decoder = BaselineDecoder([32, 16], [8, 16], ["depth", "edge"], channels=8, out_stride=out_stride)
+    decoder = BaselineDecoder(
+        [32, 16], [8, 16], ["depth", "edge"], channels=8, out_stride=out_stride
+    )
     out = decoder([torch.randn(2, 32, 4, 6), torch.randn(2, 16, 2, 3)])
     assert set(out.features) == {"depth", "edge"}
     assert out.features["depth"].shape == (2, 8, 32 // out_stride, 48 // out_stride)
@@ -78,7 +82,10 @@ def test_predict_crops_to_original_size_and_loss_keys():
     model.eval()
     results = model(**data, mode="predict")
     assert results[0]["pred"]["semseg"].shape == (30, 40)
-    assert results[1]["pred"]["depth"].shape == (20, 45) and results[1]["gt"]["depth"].shape == (20, 45)
+    assert results[1]["pred"]["depth"].shape == (20, 45) and results[1]["gt"]["depth"].shape == (
+        20,
+        45,
+    )
     assert (results[1]["pred"]["depth"] >= 0).all()
 
 

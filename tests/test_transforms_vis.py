@@ -58,8 +58,9 @@ def test_trivial_predictors_are_fitted_and_scored():
     assert 0.5 < float(np.asarray(stats["depth"]).ravel()[0]) < 20
     assert np.linalg.norm(stats["normals"]) == pytest.approx(1.0)
     assert trivial_prediction("normals", stats["normals"], (2, 3)).shape == (3, 2, 3)
-    val = SynthScenesDataset(split="val", num_samples=4, image_size=(24, 32),
-                             pipeline=[dict(type="PackMultiTaskInputs")])
+    val = SynthScenesDataset(
+        split="val", num_samples=4, image_size=(24, 32), pipeline=[dict(type="PackMultiTaskInputs")]
+    )
     loader = [multitask_collate([val[0], val[1]]), multitask_collate([val[2], val[3]])]
     metric = MultiTaskMetric(tasks=train.tasks)
     metric.dataset_meta = val.metainfo
@@ -70,9 +71,11 @@ def test_trivial_predictors_are_fitted_and_scored():
 
 def test_grid_has_gt_and_prediction_rows(tmp_path):
     sample = _sample()
-    pred = {"semseg": torch.as_tensor(sample["semseg"]).long(),
-            "depth": torch.as_tensor(sample["depth"]),
-            "normals": torch.as_tensor(sample["normals"]).permute(2, 0, 1)}
+    pred = {
+        "semseg": torch.as_tensor(sample["semseg"]).long(),
+        "depth": torch.as_tensor(sample["depth"]),
+        "normals": torch.as_tensor(sample["normals"]).permute(2, 0, 1),
+    }
     grid = make_grid(sample["image"], pred, pred, {"semseg": 7})
     assert grid.shape[1] == 4 * 32 and grid.shape[0] > 2 * 24
     save_grid(grid, tmp_path / "g.png")

@@ -100,3 +100,5 @@ _runner_children = {
     )
     for name in _RUNNER_REGISTRIES
 }
+# The one runner registry we add to: a DDP wrapper for CPU-only distributed runs.
+MODEL_WRAPPERS = _runner_children["MODEL_WRAPPERS"]

@@ -13,6 +13,7 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 from vision_mtl.engine.checkpoint import atomic_write_bytes
+from vision_mtl.engine.distributed import prepare_cpu_distributed
 
 
 def load_config(
@@ -37,6 +38,17 @@ def load_config(
     return cfg
 
 
+def _set_launcher(cfg: Config, launcher: str) -> None:
+    """Record the launcher; without CUDA, torchrun runs use gloo and a CPU DDP wrapper."""
+    import torch
+
+    cfg.launcher = launcher
+    if launcher == "pytorch" and not torch.cuda.is_available():
+        prepare_cpu_distributed(cfg)
+    elif launcher != "none" and not torch.cuda.is_available():
+        raise RuntimeError(f"--launcher {launcher} needs CUDA here; use --launcher pytorch on CPU")
+
+
 def build_train_runner(
     cfg: Config,
     resume: str | bool = False,
@@ -52,7 +64,7 @@ def build_train_runner(
         amp: train with automatic mixed precision (needs a CUDA device).
         launcher: ``none``, ``pytorch``, ``slurm`` or ``mpi`` (distributed training).
     """
-    cfg.launcher = launcher
+    _set_launcher(cfg, launcher)
     if amp:
         import torch
 
@@ -73,7 +85,7 @@ def build_test_runner(
     cfg: Config, checkpoint: str, launcher: str = "none", extra_hooks: list | None = None
 ) -> Runner:
     """A Runner ready to ``test()`` the weights in ``checkpoint``."""
-    cfg.launcher = launcher
+    _set_launcher(cfg, launcher)
     cfg.load_from = resolve_checkpoint(checkpoint)
     cfg.resume = False
     if extra_hooks:

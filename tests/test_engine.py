@@ -1,0 +1,54 @@
+"""Checkpoint plumbing: atomic writes and weights_only loading of mmengine's history buffers."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from mmengine.fileio import get_file_backend
+from mmengine.logging import MessageHub
+from mmengine.logging.history_buffer import HistoryBuffer
+
+from vision_mtl.engine import AtomicLocalBackend, atomic_write_bytes
+
+
+def test_atomic_write_replaces_whole_file(tmp_path):
+    target = tmp_path / "sub" / "ckpt.pth"
+    atomic_write_bytes(b"first", target)
+    atomic_write_bytes(b"second", target)
+    assert target.read_bytes() == b"second"
+    assert [p.name for p in target.parent.iterdir()] == ["ckpt.pth"]
+
+
+def test_atomic_write_failure_keeps_old_file(tmp_path):
+    target = tmp_path / "ckpt.pth"
+    target.write_bytes(b"good")
+
+    with pytest.raises(TypeError):
+        atomic_write_bytes(object(), target)  # type: ignore[arg-type]
+    assert target.read_bytes() == b"good"
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pth"]
+
+
+def test_config_backend_is_atomic(tmp_path):
+    backend = get_file_backend(str(tmp_path), backend_args=dict(backend="atomic_local"))
+    assert isinstance(backend, AtomicLocalBackend)
+    backend.put_text("iter_4.pth", tmp_path / "last_checkpoint")
+    assert (tmp_path / "last_checkpoint").read_text() == "iter_4.pth"
+
+
+def test_message_hub_state_loads_with_weights_only():
+    hub = MessageHub.get_instance("vision_mtl_test_hub")
+    for value in (1.0, 2.5, 4.0):
+        hub.update_scalar("train/loss", value)
+    buffer = io.BytesIO()
+    torch.save({"message_hub": hub.state_dict(), "w": torch.ones(2)}, buffer)
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=True)
+    restored = loaded["message_hub"]["log_scalars"]["train/loss"]
+    assert isinstance(restored, HistoryBuffer)
+    np.testing.assert_allclose(restored.data[0], [1.0, 2.5, 4.0])
+    assert restored.mean() == pytest.approx(2.5)
+    assert restored.max_length == hub.log_scalars["train/loss"].max_length

@@ -1,0 +1,42 @@
+"""Distributed training on machines without GPUs.
+
+mmengine 0.10.7's ``pytorch`` launcher always calls ``torch.cuda.set_device`` and its DDP wrapper
+always passes ``device_ids=[LOCAL_RANK]``; both fail on a CPU-only machine, where DDP is still
+useful (and is how the test suite exercises multi-process training and evaluation). Here the
+process group is started with gloo before the Runner looks, and the wrapper drops ``device_ids``
+for CPU modules. With CUDA present nothing here is used.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+from mmengine.model import MMDistributedDataParallel
+from vision_mtl.registry import MODEL_WRAPPERS, SCOPE
+
+
+class CPUDistributedDataParallel(MMDistributedDataParallel):
+    """MMDistributedDataParallel that accepts mmengine's ``device_ids`` for a CPU module."""
+
+    def __init__(self, module: torch.nn.Module, device_ids=None, **kwargs) -> None:
+        on_cpu = all(p.device.type == "cpu" for p in module.parameters())
+        super().__init__(module=module, device_ids=None if on_cpu else device_ids, **kwargs)
+
+
+MODEL_WRAPPERS.register_module()(CPUDistributedDataParallel)
+
+
+def prepare_cpu_distributed(cfg) -> None:
+    """Start a gloo process group from torchrun's environment and pick the CPU DDP wrapper."""
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        if key not in os.environ:
+            raise RuntimeError(
+                f"--launcher pytorch expects torchrun's environment; {key} is not set. "
+                "Start with: python -m torch.distributed.run --nproc_per_node=N tools/train.py ..."
+            )
+    if not dist.is_initialized():
+        dist.init_process_group(backend="gloo")
+    cfg.setdefault("env_cfg", {}).setdefault("dist_cfg", {})["backend"] = "gloo"
+    cfg.model_wrapper_cfg = dict(type=f"{SCOPE}.CPUDistributedDataParallel")

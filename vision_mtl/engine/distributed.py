@@ -14,6 +14,7 @@ import os
 import torch
 import torch.distributed as dist
 from mmengine.model import MMDistributedDataParallel
+
 from vision_mtl.registry import MODEL_WRAPPERS, SCOPE
 
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import math
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +23,8 @@ from vision_mtl.datasets.synthscenes_render import (
 from vision_mtl.registry import DATASETS
 
 LABELS = ("semseg", "depth", "normals", "edge", "saliency", "human_parts")
-KEYS = [sample_key(0, "train", i) for i in range(8)]
+# Scene 206 has a silhouette pixel whose rounded normal leans away from the camera by ~1e-7.
+KEYS = [sample_key(0, "train", i) for i in (*range(8), 206)]
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +36,7 @@ def rays(scene: dict) -> np.ndarray:
     """Camera-frame ray directions (H×W×3, camera z = -1) from the returned intrinsics."""
     k = scene["camera"]["K"]
     h, w = scene["depth"].shape
-    u, v = np.meshgrid(np.arange(w) + 0.5, np.arange(h) + 0.5)
+    u, v = np.meshgrid(np.arange(w), np.arange(h))
     return np.stack([(u - k[0, 2]) / k[0, 0], (k[1, 2] - v) / k[1, 1], -np.ones((h, w))], -1)
 
 
@@ -114,6 +119,7 @@ def test_depth_is_positive_finite_and_exact(scenes):
         np.testing.assert_allclose(p[inst == render_mod.FLOOR][:, 1], 0, atol=2e-3)
         np.testing.assert_allclose(p[inst == render_mod.CEILING][:, 1], room["h"], atol=2e-3)
         np.testing.assert_allclose(p[inst == render_mod.WALL_LEFT][:, 0], -room["w"] / 2, atol=2e-3)
+        np.testing.assert_allclose(p[inst == render_mod.WALL_RIGHT][:, 0], room["w"] / 2, atol=2e-3)
         np.testing.assert_allclose(p[inst == render_mod.WALL_BACK][:, 2], -room["d"], atol=2e-3)
 
 
@@ -145,9 +151,74 @@ def test_object_pixels_lie_on_their_object(scenes):
                 assert (p[sel][:, 1] > -1e-3).all()  # standing on the floor, not below it
 
 
+def _expected_normals_and_parts(obj: dict, p: np.ndarray):
+    """Outward world normals, part labels and a mask of unambiguous points (not on an edge,
+    apex or part threshold, where the answer flips within rounding) for points on ``obj``."""
+    x, y, z, h = p[:, 0] - obj["x"], p[:, 1], p[:, 2] - obj["z"], obj["h"]
+    radial = np.maximum(np.hypot(x, z), 1e-9)
+    side_part = np.where(y > h / 2, 2, 3)
+    clear = np.abs(y - h / 2) > 1e-3
+    zero = np.zeros_like(x)
+    if obj["kind"] == "sphere":
+        normal = np.stack([x, y - obj["r"], z], -1) / obj["r"]
+        part = np.where(y > 2 * h / 3, 1, side_part)
+        clear &= np.abs(y - 2 * h / 3) > 1e-3
+    elif obj["kind"] == "cone":
+        k = obj["r"] / h
+        normal = np.stack([x / radial, np.full_like(x, k), z / radial], -1) / math.hypot(1, k)
+        part = np.where(y > 2 * h / 3, 1, side_part)
+        clear &= (np.abs(y - 2 * h / 3) > 1e-3) & (radial > 1e-2)
+    elif obj["kind"] == "cylinder":
+        cap = np.abs(y - h) < 1e-3
+        normal = np.where(
+            cap[:, None], [0.0, 1.0, 0.0], np.stack([x, zero, z], -1) / radial[:, None]
+        )
+        part = np.where(cap, 1, side_part)
+        clear &= ~(cap & (np.abs(radial - obj["r"]) < 1e-3))
+    else:
+        c, s = math.cos(obj["angle"]), math.sin(obj["angle"])
+        local = np.stack([c * x - s * z, y - h / 2, s * x + c * z], -1)
+        excess = np.abs(local) - np.array([obj["hx"], h / 2, obj["hz"]])
+        face = excess.argmax(-1)
+        n_local = np.eye(3)[face] * np.sign(local)
+        normal = np.stack(
+            [
+                c * n_local[:, 0] + s * n_local[:, 2],
+                n_local[:, 1],
+                -s * n_local[:, 0] + c * n_local[:, 2],
+            ],
+            -1,
+        )
+        part = np.where(face == 1, 1, side_part)
+        top_two = np.sort(excess, -1)[:, -2:]
+        clear &= top_two[:, 1] - top_two[:, 0] > 1e-3
+    return normal, part, clear
+
+
+def test_object_labels_follow_the_layout(scenes):
+    for scene in scenes:
+        p, inst, sem = world_points(scene), scene["instance"], scene["semseg"]
+        room_class = {0: 0, 1: 2, 2: 1, 3: 1, 4: 1, 5: 1}  # floor, ceiling, four walls
+        for room_id, cls in room_class.items():
+            assert (sem[inst == room_id] == cls).all()
+        for k, obj in enumerate(scene["layout"]["objects"]):
+            sel = inst == FIRST_OBJECT_ID + k
+            if not sel.any():
+                continue
+            assert (sem[sel] == 3 + render_mod.OBJECT_KINDS.index(obj["kind"])).all()
+            normal, part, clear = _expected_normals_and_parts(obj, p[sel])
+            normal_cam = normal @ scene["camera"]["R"]  # rows: R^T n
+            got = scene["normals"][sel]
+            np.testing.assert_allclose(
+                got[clear], normal_cam[clear], atol=3e-3, err_msg=obj["kind"]
+            )
+            assert np.array_equal(scene["human_parts"][sel][clear], part[clear]), obj["kind"]
+
+
 def test_floor_normals_are_the_camera_frame_up_vector(scenes):
     for scene in scenes:
         floor = scene["semseg"] == 0
+        assert floor.sum() > 1
         normals = scene["normals"][floor]
         assert np.ptp(normals, axis=0).max() < 1e-4  # one plane, one normal
         up = scene["camera"]["R"].T @ np.array([0.0, 1.0, 0.0])
@@ -195,7 +266,7 @@ def test_edges_are_thin_and_on_instance_changes(scenes):
         change[:, :-1] |= inst[:, :-1] != inst[:, 1:]
         change[:-1] |= inst[:-1] != inst[1:]
         assert not (edge & ~change).any()
-        assert edge.sum() >= 0.9 * change.sum()  # thinning drops only junction pixels
+        assert edge.sum() >= 0.85 * change.sum()  # thinning drops only junction pixels
         assert not (edge[:-1, :-1] & edge[1:, :-1] & edge[:-1, 1:] & edge[1:, 1:]).any()
         assert edge.any()
 
@@ -289,3 +360,26 @@ def test_registry_build_and_pipeline():
 
     piped = SynthScenesDataset(num_samples=1, tasks=["edge"], image_size=(24, 32), pipeline=[tag])
     assert piped[0]["meta"]["tagged"]
+
+
+def test_benchmark_tool_writes_json(tmp_path, monkeypatch, capsys):
+    # Loaded in-process with its thread settings and core pinning neutralised: they would
+    # otherwise outlive this test in the pytest process.
+    for var in ("OMP", "OPENBLAS", "MKL", "NUMEXPR"):
+        monkeypatch.setenv(f"{var}_NUM_THREADS", os.environ.get(f"{var}_NUM_THREADS", "1"))
+    monkeypatch.setenv("VECLIB_MAXIMUM_THREADS", os.environ.get("VECLIB_MAXIMUM_THREADS", "1"))
+    path = Path(__file__).resolve().parents[1] / "tools" / "benchmark_synthscenes.py"
+    spec = importlib.util.spec_from_file_location("benchmark_synthscenes", path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    monkeypatch.setattr(tool, "pin_to_one_core", lambda cpu: None)
+    out = tmp_path / "bench" / "synthscenes.json"
+    tool.main(["--sizes", "16x24", "--samples", "1", "--repeats", "2", "--out", str(out)])
+    result = json.loads(out.read_text())
+    assert result["threads"] == 1
+    stats = result["sizes"]["16x24"]
+    assert stats["samples_per_s_best"] >= stats["samples_per_s_median"] > 0
+    assert len(stats["all_samples_per_s"]) == 2
+    assert "16x24" in capsys.readouterr().out and not list(out.parent.glob("*.tmp"))
+    with pytest.raises(SystemExit):
+        tool.main(["--sizes", "96by128"])

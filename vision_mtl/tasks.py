@@ -10,8 +10,8 @@ Conventions shared by datasets, models and metrics (DESIGN.md, "Data flow"):
 * a dataset sample holds ``image`` (H×W×3 uint8 RGB) and one array per task: ``label`` tasks an
   H×W integer map with :attr:`TaskSpec.ignore_value` for unlabelled pixels, ``map`` tasks an
   H×W×C float32 array (H×W when C is 1) where an all-zero pixel is invalid;
-* normals are unit vectors in the camera frame, x right, y up, z towards the viewer, so a visible
-  surface has z > 0 (the OpenGL convention; horizontal flips negate x);
+* normals are unit vectors in the camera frame, x right, y up, z towards the viewer (the OpenGL
+  convention), oriented to face the viewer (n · ray ≤ 0); horizontal flips negate x;
 * a prediction (``predict`` mode) is, per task, a CPU tensor at the image's original size:
   ``label`` tasks H×W int64 class ids, probability tasks H×W float in [0, 1], ``depth`` H×W metres,
   ``normals`` 3×H×W unit vectors.

@@ -19,6 +19,7 @@ from mmengine.dataset import Compose
 from mmengine.registry import DefaultScope
 from mmengine.runner import load_checkpoint
 
+from vision_mtl.apis.runner import resolve_checkpoint
 from vision_mtl.datasets.transforms import PackMultiTaskInputs, multitask_collate
 from vision_mtl.registry import MODELS, SCOPE
 
@@ -36,6 +37,8 @@ def init_model(
 ) -> torch.nn.Module:
     """Build the config's model, load ``checkpoint`` (if given) and put it in eval mode.
 
+    ``checkpoint`` may be a ``.pth`` file, a work directory or its ``last_checkpoint`` file.
+
     The checkpoint is read with torch's ``weights_only`` loader. The config is kept as
     ``model.cfg`` and the checkpoint's ``dataset_meta`` (class names, tasks) as
     ``model.dataset_meta`` for pictures and exporters.
@@ -48,9 +51,9 @@ def init_model(
     model.cfg = cfg
     model.dataset_meta = {}
     if checkpoint is not None:
-        if not os.path.isfile(checkpoint):
-            raise FileNotFoundError(f"checkpoint {str(checkpoint)!r} does not exist")
-        ckpt = load_checkpoint(model, str(checkpoint), map_location="cpu", strict=True)
+        ckpt = load_checkpoint(
+            model, resolve_checkpoint(checkpoint), map_location="cpu", strict=True
+        )
         model.dataset_meta = dict(ckpt.get("meta", {}).get("dataset_meta") or {})
     return model.to(device or default_device()).eval()
 

@@ -8,24 +8,23 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-QUICKSTART = ROOT / "configs/quickstart/baseline_vit-tiny-p8_16xb-2k_synthscenes-nyud-96x128.py"
+QUICKSTART = ROOT / "configs/quickstart/baseline_efficientvit-b1_8xb-800_synthscenes-nyud-96x128.py"
 
-# The quickstart config at toy size: 2 blocks of 32-d, 32x48 images, 4 iterations.
+# The quickstart config at toy size: one narrow block per stage, 32x64 images, 4 iterations.
 TINY_OPTIONS = {
-    "model.backbone.out_indices": [0, 1],
     "model.backbone.model_kwargs": dict(
-        patch_size=8, img_size=(32, 48), embed_dim=32, depth=2, num_heads=2, dynamic_img_size=True
+        widths=(8, 8, 16, 16, 32), depths=(1, 1, 1, 1, 1), head_dim=8
     ),
     "model.decoder.channels": 16,
     "train_dataloader.batch_size": 4,
     "train_dataloader.dataset.num_samples": 16,
-    "train_dataloader.dataset.image_size": (32, 48),
+    "train_dataloader.dataset.image_size": (32, 64),
     "val_dataloader.batch_size": 4,
     "val_dataloader.dataset.num_samples": 8,
-    "val_dataloader.dataset.image_size": (32, 48),
+    "val_dataloader.dataset.image_size": (32, 64),
     "test_dataloader.batch_size": 4,
     "test_dataloader.dataset.num_samples": 8,
-    "test_dataloader.dataset.image_size": (32, 48),
+    "test_dataloader.dataset.image_size": (32, 64),
     "train_cfg.max_iters": 4,
     "train_cfg.val_interval": 4,
     "default_hooks.checkpoint.interval": 2,

@@ -77,6 +77,6 @@ def test_grid_has_gt_and_prediction_rows(tmp_path):
         "normals": torch.as_tensor(sample["normals"]).permute(2, 0, 1),
     }
     grid = make_grid(sample["image"], pred, pred, {"semseg": 7})
-    assert grid.shape[1] == 4 * 32 and grid.shape[0] > 2 * 24
+    assert grid.shape[1] == 4 * 32 * 8 and grid.shape[0] > 2 * 24 * 8  # enlarged to 192 px
     save_grid(grid, tmp_path / "g.png")
     assert cv2.imread(str(tmp_path / "g.png")).shape == grid.shape

@@ -45,6 +45,7 @@ def make_grid(
     pred: dict,
     gt: dict | None = None,
     num_classes: dict[str, int] | None = None,
+    min_height: int = 192,
 ) -> np.ndarray:
     """Compose input | per-task ground truth (top row) and predictions (bottom row).
 
@@ -53,9 +54,13 @@ def make_grid(
         pred: task → prediction (layout of ``predict`` mode).
         gt: task → ground truth, or ``None`` for inference on unlabelled images.
         num_classes: task → class count, so palettes stay stable across images.
+        min_height: small images are enlarged (nearest, by an integer factor) to at least this
+            height so the pictures stay readable.
     """
     num_classes = num_classes or {}
-    shape = image.shape[:2]
+    factor = max(1, -(-min_height // image.shape[0]))
+    shape = (image.shape[0] * factor, image.shape[1] * factor)
+    image = _fit(image, shape)
     top = [_caption(image, "input")]
     bottom = [_caption(np.full_like(image, 255), "")]
     for task, value in pred.items():

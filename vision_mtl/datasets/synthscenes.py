@@ -18,7 +18,13 @@ from typing import Any
 import numpy as np
 
 from vision_mtl.datasets.base import MultiTaskDataset
-from vision_mtl.datasets.synthscenes_render import PART_CLASSES, SEMSEG_CLASSES, render_scene
+from vision_mtl.datasets.synthscenes_render import (
+    DEFAULT_CAMERA_HEIGHT,
+    DEFAULT_FOV_Y,
+    PART_CLASSES,
+    SEMSEG_CLASSES,
+    render_scene,
+)
 from vision_mtl.registry import DATASETS
 
 #: Split name -> the middle element of the seed key.
@@ -40,6 +46,19 @@ def sample_key(seed: int, split: str, index: int) -> tuple[int, int, int]:
     return (int(seed), SPLIT_IDS[split], int(index))
 
 
+def _check_range(name: str, value, low: float, high: float):
+    """A number or an ordered (low, high) pair inside [low, high], else a ValueError naming it."""
+    values = [value] if np.isscalar(value) else list(value)
+    ok = len(values) in (1, 2) and all(
+        isinstance(v, (int, float, np.number)) and low <= float(v) <= high for v in values
+    )
+    if not ok or (len(values) == 2 and values[0] > values[1]):
+        raise ValueError(
+            f"{name} must be a number or a (low, high) range within [{low}, {high}], got {value!r}"
+        )
+    return float(values[0]) if len(values) == 1 else (float(values[0]), float(values[1]))
+
+
 @DATASETS.register_module()
 class SynthScenesDataset(MultiTaskDataset):
     """Procedural indoor scenes (room + primitives on the floor) with six exact dense tasks.
@@ -59,6 +78,9 @@ class SynthScenesDataset(MultiTaskDataset):
             its own cache), trading memory (~0.2 MB a sample at 96×128) for the ~7 ms a render
             costs there.
         pipeline: transforms applied to each sample.
+        fov_y: vertical field of view in degrees (fixed by default, like a real sensor), or a
+            ``(low, high)`` range to draw per scene.
+        camera_height: camera height in metres, or a ``(low, high)`` range to draw per scene.
     """
 
     PROVIDES = ("semseg", "depth", "normals", "edge", "saliency", "human_parts")
@@ -78,6 +100,8 @@ class SynthScenesDataset(MultiTaskDataset):
         seed: int = 0,
         cache: bool = False,
         pipeline: Sequence[Any] = (),
+        fov_y: float | Sequence[float] = DEFAULT_FOV_Y,
+        camera_height: float | Sequence[float] = DEFAULT_CAMERA_HEIGHT,
     ) -> None:
         super().__init__(tasks=tasks, pipeline=pipeline)
         if split not in SPLIT_IDS:
@@ -103,6 +127,10 @@ class SynthScenesDataset(MultiTaskDataset):
         self.image_size = (int(size[0]), int(size[1]))
         self.seed = int(seed)
         self.cache = bool(cache)
+        self.camera = dict(
+            fov_y=_check_range("fov_y", fov_y, 1.0, 170.0),
+            camera_height=_check_range("camera_height", camera_height, 0.1, 2.4),
+        )
         self._cache: dict[int, dict] = {}
 
     def __len__(self) -> int:
@@ -113,7 +141,8 @@ class SynthScenesDataset(MultiTaskDataset):
         index = int(index)
         raw = self._cache.get(index)
         if raw is None:
-            scene = render_scene(sample_key(self.seed, self.split, index), self.image_size)
+            key = sample_key(self.seed, self.split, index)
+            scene = render_scene(key, self.image_size, **self.camera)
             raw = {key: scene[key] for key in ("image", *self.tasks)}
             if self.cache:
                 self._cache[index] = raw

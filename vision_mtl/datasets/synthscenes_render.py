@@ -31,6 +31,11 @@ OBJECT_KINDS = ("sphere", "box", "cylinder", "cone")
 #: Instance ids of the room surfaces; object ``k`` has id ``FIRST_OBJECT_ID + k``.
 FLOOR, CEILING, WALL_LEFT, WALL_RIGHT, WALL_BACK, WALL_FRONT = range(6)
 FIRST_OBJECT_ID = 6
+#: Vertical field of view in degrees. Fixed, as a real data set's sensor is (NYUD-v2's Kinect has
+#: one set of intrinsics): with a random focal length absolute depth would be ambiguous.
+DEFAULT_FOV_Y = 60.0
+#: Camera height above the floor in metres, drawn per scene (a hand-held sensor).
+DEFAULT_CAMERA_HEIGHT = (1.2, 1.7)
 _ROOM_SEMSEG = np.array([0, 2, 1, 1, 1, 1], np.uint8)
 # Inward normals of the room surfaces by instance id, one row per axis (x, y, z).
 _ROOM_NORMALS = np.array([[0, 0, 1, -1, 0, 0], [1, -1, 0, 0, 0, 0], [0, 0, 0, 0, 1, -1]], _F32)
@@ -57,13 +62,25 @@ def _colours(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.stack(rgb).astype(_F32)
 
 
-def sample_scene(rng: np.random.Generator, image_size: tuple[int, int]) -> dict:
+def _draw(rng: np.random.Generator, value: float | Sequence[float]) -> float:
+    """A fixed value, or uniform in a ``(low, high)`` range; one draw either way, so fixing a
+    parameter never shifts the random stream of the rest of the scene."""
+    low, high = (value, value) if np.isscalar(value) else (float(value[0]), float(value[1]))
+    return low + (high - low) * rng.random()
+
+
+def sample_scene(
+    rng: np.random.Generator,
+    image_size: tuple[int, int],
+    fov_y: float | Sequence[float] = DEFAULT_FOV_Y,
+    camera_height: float | Sequence[float] = DEFAULT_CAMERA_HEIGHT,
+) -> dict:
     """Draw the random parameters of one scene: room, camera, objects, lights and materials."""
     height, width = image_size
     room = dict(w=rng.uniform(4, 8), d=rng.uniform(4, 8), h=rng.uniform(2.5, 3.5))
-    fov = math.radians(rng.uniform(55, 70))
+    fov = math.radians(_draw(rng, fov_y))
     yaw, pitch, roll = (math.radians(rng.uniform(a, b)) for a, b in ((-15, 15), (-20, 0), (-5, 5)))
-    cam = (rng.uniform(-0.25, 0.25) * room["w"], rng.uniform(1.2, 1.7), -rng.uniform(0.2, 0.7))
+    cam = (rng.uniform(-0.25, 0.25) * room["w"], _draw(rng, camera_height), -rng.uniform(0.2, 0.7))
     half_hfov = math.atan(width / height * math.tan(fov / 2))
     objects = []
     for _ in range(int(rng.integers(3, 9))):
@@ -253,6 +270,8 @@ def _value_noise(x, y, z, perm: np.ndarray, values: np.ndarray) -> np.ndarray:
 def render_scene(
     rng_or_seed: np.random.Generator | int | Sequence[int],
     image_size: tuple[int, int] = (96, 128),
+    fov_y: float | Sequence[float] = DEFAULT_FOV_Y,
+    camera_height: float | Sequence[float] = DEFAULT_CAMERA_HEIGHT,
 ) -> dict:
     """Render one random scene with all its ground truth.
 
@@ -260,6 +279,8 @@ def render_scene(
         rng_or_seed: a generator (consumed), or a seed / seed sequence for
             :func:`numpy.random.default_rng`; the same seed always gives the same scene.
         image_size: ``(H, W)`` in pixels.
+        fov_y: vertical field of view in degrees, or a ``(low, high)`` range to draw from.
+        camera_height: camera height in metres, or a ``(low, high)`` range to draw from.
 
     Returns:
         ``image`` (H×W×3 uint8 RGB), ``semseg`` (uint8, :data:`SEMSEG_CLASSES`), ``depth``
@@ -279,7 +300,7 @@ def render_scene(
     height, width = (int(v) for v in image_size)
     if min(height, width) < 1:
         raise ValueError(f"image_size must be two positive integers (H, W), got {image_size!r}")
-    scene = sample_scene(rng, (height, width))
+    scene = sample_scene(rng, (height, width), fov_y, camera_height)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         out = _cast(scene, height, width)
     # Sensor noise then quantisation, as a camera would; labels stay exact.

@@ -1,0 +1,16 @@
+# The quickstart recipe with a plain ViT-Tiny (192-d, 12 blocks, 3 heads) on 8x8 patches,
+# trained from scratch. About 3x the quickstart's compute per iteration on CPU; from scratch it
+# learns depth more slowly than the hybrid EfficientViT-B1 in the same budget.
+_base_ = ["../quickstart/baseline_efficientvit-b1_8xb-800_synthscenes-nyud-96x128.py"]
+
+model = dict(
+    data_preprocessor=dict(size_divisor=8),
+    backbone=dict(
+        _delete_=True,
+        type="TimmBackbone",
+        model_name="vit_tiny_patch16_224",
+        out_indices=[2, 5, 8, 11],
+        pretrained=None,
+        model_kwargs=dict(patch_size=8, img_size=(96, 128), dynamic_img_size=True),
+    ),
+)

@@ -30,7 +30,6 @@ TINY_OPTIONS = {
     "default_hooks.checkpoint.interval": 2,
     "default_hooks.logger.interval": 2,
     "param_scheduler": [dict(type="ConstantLR", factor=1.0, by_epoch=False)],
-    "custom_hooks": [dict(type="TaskCheckHook")],
 }
 
 

@@ -10,27 +10,22 @@ import torch
 from conftest import ROOT
 
 
+def _torchrun(config, work, *extra):
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+        "--rdzv_backend=c10d", "--rdzv_endpoint=localhost:0",
+        str(ROOT / "tools/train.py"), str(config), "--launcher", "pytorch", "--work-dir", str(work),
+        *extra,
+    ]  # fmt: skip
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+
+
 def test_two_process_training_and_evaluation(tiny_cfg, tmp_path):
     config = tmp_path / "tiny.py"
     tiny_cfg.dump(str(config))
     work = tmp_path / "ddp"
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node=2",
-        "--master_port=0",
-        "--rdzv_backend=c10d",
-        "--rdzv_endpoint=localhost:0",
-        str(ROOT / "tools/train.py"),
-        str(config),
-        "--launcher",
-        "pytorch",
-        "--work-dir",
-        str(work),
-    ]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    done = _torchrun(config, work)
     assert done.returncode == 0, done.stderr[-3000:]
     ckpt = torch.load(work / "iter_4.pth", map_location="cpu")
     assert ckpt["meta"]["iter"] == 4
@@ -38,3 +33,14 @@ def test_two_process_training_and_evaluation(tiny_cfg, tmp_path):
     assert "Distributed training: True" in log
     # 8 val images at batch 4 over 2 ranks: one batch per rank, results gathered on rank 0
     assert "Iter(val) [1/1]" in log and "semseg/mIoU" in log
+
+
+def test_non_finite_loss_stops_ddp_before_any_update(tiny_cfg, tmp_path):
+    """The DDP train step bypasses the module's train_step; the guard must still hold."""
+    config = tmp_path / "tiny.py"
+    tiny_cfg.dump(str(config))
+    work = tmp_path / "ddp_nan"
+    done = _torchrun(config, work, "--cfg-options", "model.tasks.depth.loss_weight=nan")
+    assert done.returncode != 0
+    assert "non-finite loss for task 'depth'" in done.stderr and "iteration 1" in done.stderr
+    assert not list(work.glob("iter_*.pth"))

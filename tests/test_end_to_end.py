@@ -31,8 +31,10 @@ def trained(tiny_cfg, tmp_path):
     return config, work
 
 
-def test_train_save_resume_evaluate_infer(trained, tmp_path):
+def test_train_save_resume_evaluate_infer(capfd, trained, tmp_path):
     config, work = trained
+    progress = capfd.readouterr().err  # capfd is set up before `trained` runs
+    assert "train: 100%" in progress and "4/4" in progress  # the progress bar with ETA ran
     assert (work / "iter_2.pth").is_file() and (work / "iter_4.pth").is_file()
     assert Path((work / "last_checkpoint").read_text().strip()).name == "iter_4.pth"
     # Checkpoints load under torch's weights_only default (the allow-list, not a global switch).
@@ -44,6 +46,15 @@ def test_train_save_resume_evaluate_infer(trained, tmp_path):
 
     cfg = load_config(config, {"train_cfg.max_iters": 6}, work_dir=str(work))
     runner = build_train_runner(cfg, resume=True)
+    runner._train_loop = runner.build_train_loop(runner._train_loop)
+    runner.optim_wrapper = runner.build_optim_wrapper(runner.optim_wrapper)
+    runner.load_or_resume()
+    assert runner.iter == 4  # the saved iteration count, not a fresh start
+    for name, value in runner.model.state_dict().items():
+        torch.testing.assert_close(value, ckpt["state_dict"][name], msg=name)
+    saved_steps = [s["step"] for s in ckpt["optimizer"]["state"].values()]
+    assert saved_steps and all(float(s) == 4 for s in saved_steps)
+    runner = build_train_runner(load_config(config, {"train_cfg.max_iters": 6}, str(work)), True)
     runner.train()
     assert runner.iter == 6
     resumed = torch.load(work / "iter_6.pth", map_location="cpu")
@@ -120,6 +131,15 @@ def test_model_task_missing_from_dataset_fails_before_training(tiny_cfg):
     with pytest.raises(KeyError, match=r"saliency.*SynthScenesDataset"):
         runner.train()
     assert runner.iter == 0
+
+
+def test_evaluator_scoring_a_task_the_model_lacks_fails_before_training(tiny_cfg):
+    del tiny_cfg.model.tasks["edge"]
+    tiny_cfg.train_dataloader.dataset.tasks = ["semseg", "depth", "normals"]
+    runner = build_train_runner(tiny_cfg)
+    with pytest.raises(KeyError, match=r"evaluator MultiTaskMetric scores task\(s\) \['edge'\]"):
+        runner.train()
+    assert runner.iter == 0 and not list(Path(tiny_cfg.work_dir).glob("iter_*.pth"))
 
 
 def test_dataset_asked_for_unprovided_task_names_both(tiny_cfg):

@@ -61,7 +61,7 @@ def test_trivial_predictors_are_fitted_and_scored():
     val = SynthScenesDataset(
         split="val", num_samples=4, image_size=(24, 32), pipeline=[dict(type="PackMultiTaskInputs")]
     )
-    loader = [multitask_collate([val[0], val[1]]), multitask_collate([val[2], val[3]])]
+    loader = torch.utils.data.DataLoader(val, batch_size=2, collate_fn=multitask_collate)
     metric = MultiTaskMetric(tasks=train.tasks)
     metric.dataset_meta = val.metainfo
     result = evaluate_trivial(stats, loader, metric)

@@ -25,15 +25,14 @@ for _var in (
     os.environ[_var] = "1"
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
-import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from vision_mtl.apis.runner import write_json  # noqa: E402
 from vision_mtl.datasets.synthscenes import sample_key  # noqa: E402
 from vision_mtl.datasets.synthscenes_render import render_scene  # noqa: E402
 
@@ -85,15 +84,6 @@ def time_size(size: tuple[int, int], samples: int, repeats: int) -> dict:
         repeats=repeats,
         all_samples_per_s=[round(s, 2) for s in speeds],
     )
-
-
-def write_json(result: dict, out: Path) -> None:
-    """Write atomically: a reader never sees a half-written file."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=out.parent, suffix=".tmp", delete=False) as f:
-        json.dump(result, f, indent=2)
-        f.write("\n")
-    os.replace(f.name, out)
 
 
 def main(argv: list[str] | None = None) -> dict:

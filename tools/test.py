@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 
 from mmengine.config import DictAction
+from mmengine.dist import is_main_process
 
 from vision_mtl.apis import build_test_runner, load_config, write_json
 from vision_mtl.evaluation import format_metrics_table
@@ -47,9 +48,10 @@ def main(argv: list[str] | None = None) -> dict:
     columns = {"model": metrics}
     if args.trivial_baseline:
         columns["trivial"] = evaluate_config_trivial(cfg)
-    print(format_metrics_table(metrics, columns=columns))
-    if args.out:
-        write_json({name: dict(values) for name, values in columns.items()}, args.out)
+    if is_main_process():
+        print(format_metrics_table(metrics, columns=columns))
+        if args.out:
+            write_json({name: dict(values) for name, values in columns.items()}, args.out)
     return columns
 
 

@@ -5,14 +5,8 @@ default_hooks = dict(
     timer=dict(type="IterTimerHook"),
     logger=dict(type="LoggerHook", interval=50, log_metric_by_epoch=False),
     param_scheduler=dict(type="ParamSchedulerHook"),
-    # atomic_local: checkpoints and last_checkpoint are written to a temp file, then renamed.
-    checkpoint=dict(
-        type="CheckpointHook",
-        by_epoch=False,
-        interval=1000,
-        max_keep_ckpts=2,
-        backend_args=dict(backend="atomic_local"),
-    ),
+    # Checkpoints and the last_checkpoint pointer are written to a temp file, then renamed.
+    checkpoint=dict(type="AtomicCheckpointHook", by_epoch=False, interval=1000, max_keep_ckpts=2),
     sampler_seed=dict(type="DistSamplerSeedHook"),
 )
 custom_hooks = [dict(type="TaskCheckHook"), dict(type="ProgressBarHook")]

@@ -1,5 +1,5 @@
 # The quickstart recipe with a plain ViT-Tiny (192-d, 12 blocks, 3 heads) on 8x8 patches,
-# trained from scratch. About 3x the quickstart's compute per iteration on CPU; from scratch it
+# trained from scratch. About twice the quickstart's compute per iteration on CPU; from scratch it
 # learns depth more slowly than the hybrid EfficientViT-B1 in the same budget.
 _base_ = ["../quickstart/baseline_efficientvit-b1_8xb-800_synthscenes-nyud-96x128.py"]
 

@@ -73,9 +73,7 @@ def build_train_runner(
         cfg.optim_wrapper.type = "AmpOptimWrapper"
         cfg.optim_wrapper.setdefault("loss_scale", "dynamic")
     if isinstance(resume, str):
-        if not os.path.isfile(resume):
-            raise FileNotFoundError(f"--resume checkpoint {resume!r} does not exist")
-        cfg.resume, cfg.load_from = True, resume
+        cfg.resume, cfg.load_from = True, resolve_checkpoint(resume)
     elif resume:
         cfg.resume = True
     return Runner.from_cfg(cfg)
@@ -102,7 +100,7 @@ def resolve_checkpoint(path: str | os.PathLike) -> str:
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
     if path.name == "last_checkpoint":
         target = Path(path.read_text().strip())
-        if not target.is_absolute() and not target.is_file():
+        if not target.is_file():  # a moved or copied work dir: look beside the pointer
             target = path.parent / target.name
         if not target.is_file():
             raise FileNotFoundError(

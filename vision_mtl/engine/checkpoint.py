@@ -2,8 +2,8 @@
 
 * :class:`AtomicLocalBackend` is mmengine's local file backend with writes that go to a temporary
   file in the same directory and are renamed into place, so a crash (or a non-finite loss) in the
-  middle of saving leaves the previous checkpoint and ``last_checkpoint`` intact. Configs select it
-  with ``backend_args=dict(backend='atomic_local')`` on the CheckpointHook.
+  middle of saving leaves the previous checkpoint intact. :class:`AtomicCheckpointHook` uses it and
+  also writes the ``last_checkpoint`` pointer atomically.
 * :func:`allow_mmengine_checkpoint_types` allow-lists exactly the non-tensor types an mmengine
   checkpoint holds (the message hub's history buffers and the numpy values inside them), because
   mmengine 0.10.7 calls ``torch.load`` without ``weights_only`` and torch now defaults it to True.
@@ -22,8 +22,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from mmengine.dist import is_main_process
 from mmengine.fileio import LocalBackend, register_backend
+from mmengine.hooks import CheckpointHook
 from mmengine.logging.history_buffer import HistoryBuffer
+
+from vision_mtl.registry import HOOKS
 
 
 def atomic_write_bytes(data: bytes, path: str | os.PathLike) -> None:
@@ -78,3 +82,51 @@ def allow_mmengine_checkpoint_types() -> None:
 
 
 allow_mmengine_checkpoint_types()
+
+
+@HOOKS.register_module()
+class AtomicCheckpointHook(CheckpointHook):
+    """mmengine's CheckpointHook with every file it writes made atomic.
+
+    Checkpoints go through :class:`AtomicLocalBackend` (the default ``backend_args`` here), and the
+    ``last_checkpoint`` pointer — which mmengine writes with a plain ``open(..., 'w')`` — is
+    written through :func:`atomic_write_bytes`. Retention (``max_keep_ckpts``) is unchanged: the
+    oldest kept checkpoint is removed before a new one is written, as mmengine does.
+    """
+
+    def __init__(self, **kwargs) -> None:
+        kwargs.setdefault("backend_args", dict(backend="atomic_local"))
+        super().__init__(**kwargs)
+
+    def _save_checkpoint_with_step(self, runner, step, meta) -> None:
+        self._drop_oldest(step, runner)
+        filename = self.filename_tmpl.format(step)
+        self.last_ckpt = self.file_backend.join_path(self.out_dir, filename)
+        runner.message_hub.update_info("last_ckpt", self.last_ckpt)
+        runner.save_checkpoint(
+            self.out_dir,
+            filename,
+            self.file_client_args,
+            save_optimizer=self.save_optimizer,
+            save_param_scheduler=self.save_param_scheduler,
+            meta=meta,
+            by_epoch=self.by_epoch,
+            backend_args=self.backend_args,
+            **self.args,
+        )
+        if is_main_process():
+            atomic_write_bytes(
+                str(self.last_ckpt).encode(), Path(runner.work_dir) / "last_checkpoint"
+            )
+
+    def _drop_oldest(self, step: int, runner) -> None:
+        """Keep at most ``max_keep_ckpts`` checkpoints, counting the one about to be saved."""
+        if self.max_keep_ckpts <= 0 or (self.keep_ckpt_ids and self.keep_ckpt_ids[-1] == step):
+            return
+        if len(self.keep_ckpt_ids) == self.max_keep_ckpts:
+            oldest = self.keep_ckpt_ids.popleft()
+            path = self.file_backend.join_path(self.out_dir, self.filename_tmpl.format(oldest))
+            if is_main_process() and self.file_backend.isfile(path):
+                self.file_backend.remove(path)
+        self.keep_ckpt_ids.append(step)
+        runner.message_hub.update_info("keep_ckpt_ids", list(self.keep_ckpt_ids))

@@ -21,11 +21,12 @@ def _unwrap(model):
 
 @HOOKS.register_module()
 class TaskCheckHook(Hook):
-    """Fail before the first iteration if the model wants a task its data does not carry.
+    """Fail before the first iteration if model, datasets and evaluators disagree on tasks.
 
-    A dataset already refuses tasks it cannot provide when it is built; this catches the other
-    half — a model (or evaluator) asking for a task the configured dataset was not asked for —
-    so the error names both instead of surfacing as a missing target mid-training.
+    A dataset already refuses tasks it cannot provide when it is built; this catches the rest — a
+    model predicting a task its datasets were not asked for, or an evaluator scoring a task the
+    model does not predict — so the error names both before training instead of surfacing as a
+    missing target mid-training or a missing prediction at the first validation.
     """
 
     priority = "VERY_HIGH"
@@ -38,14 +39,21 @@ class TaskCheckHook(Hook):
                 continue
             dataset = loop.dataloader.dataset
             data_tasks = getattr(dataset, "tasks", None)
-            if data_tasks is None:
-                continue
-            missing = [t for t in model_tasks if t not in data_tasks]
-            if missing:
-                raise KeyError(
-                    f"the model predicts task(s) {missing} but the {name} dataset "
-                    f"{type(dataset).__name__} was configured with tasks {list(data_tasks)}"
-                )
+            if data_tasks is not None:
+                missing = [t for t in model_tasks if t not in data_tasks]
+                if missing:
+                    raise KeyError(
+                        f"the model predicts task(s) {missing} but the {name} dataset "
+                        f"{type(dataset).__name__} was configured with tasks {list(data_tasks)}"
+                    )
+            for metric in getattr(getattr(loop, "evaluator", None), "metrics", []):
+                scored = list(getattr(metric, "tasks", []))
+                unknown = [t for t in scored if t not in model_tasks]
+                if unknown:
+                    raise KeyError(
+                        f"the {name} evaluator {type(metric).__name__} scores task(s) {unknown} "
+                        f"that the model does not predict (model tasks: {model_tasks})"
+                    )
 
 
 @HOOKS.register_module()

@@ -43,7 +43,8 @@ class SaliencyMetric(TaskMetric):
     is ``ignore_index`` excluded), then per threshold ``P = TP / (TP + FP)``, ``R = TP / (TP + FN)``
     and ``F = (1 + β²) P R / (β² P + R)``; ``maxF`` is the best threshold's F. That is the
     protocol of the InvPT/ATRC code. Its ``maxIoU`` counterpart here is the split-level
-    ``TP / (TP + FP + FN)`` at the best threshold (MTL-PyTorch averages per-image IoUs instead).
+    ``TP / (TP + FP + FN)``, maximised over the thresholds on its own (MTL-PyTorch averages
+    per-image IoUs instead).
 
     The InvPT-family code applies a sigmoid to the already-softmaxed probability before
     thresholding, which leaves only about five effective thresholds; ``input_sigmoid=True``

@@ -78,10 +78,11 @@ def trivial_prediction(task: str, stat: object, shape: tuple[int, int]) -> torch
 def evaluate_trivial(stats: dict[str, object], dataloader, metric: BaseMetric) -> dict[str, float]:
     """Score the trivial predictors on every sample of ``dataloader`` with ``metric``.
 
-    The dataloader must yield collated batches (``multitask_collate``); ground truth is taken
-    unpadded at each image's original size, exactly as the model's ``predict`` mode provides it.
+    The dataloader must yield collated batches (``multitask_collate``) and have a ``dataset``;
+    ground truth is taken unpadded at each image's original size, exactly as the model's
+    ``predict`` mode provides it. Under distributed evaluation every rank scores its shard and the
+    results are gathered.
     """
-    seen = 0
     for batch in dataloader:
         samples = []
         for index, meta in enumerate(batch["meta"]):
@@ -93,8 +94,9 @@ def evaluate_trivial(stats: dict[str, object], dataloader, metric: BaseMetric) -
             pred = {t: trivial_prediction(t, stats[t], (h, w)) for t in stats}
             samples.append(dict(meta=meta, pred=pred, gt=gt))
         metric.process(batch, samples)
-        seen += len(samples)
-    return metric.evaluate(seen)
+    # The split's size, not this process's share: mmengine gathers every rank's results and
+    # trims the sampler's padding to this count.
+    return metric.evaluate(len(dataloader.dataset))
 
 
 def evaluate_config_trivial(cfg, num_fit_samples: int = 500) -> dict[str, float]:

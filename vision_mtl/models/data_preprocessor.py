@@ -1,8 +1,8 @@
 """Batching on the device: pad, stack and normalize what the collate function gathered.
 
-Images of one batch may differ in size (test images are never resized); they are padded at the
-bottom and right to a common size, image with 0 and targets with their task's ignore value, so
-predictions can be cropped back to each image's original size.
+Images of one batch may differ in size (test images are never resized); they are normalized and
+padded at the bottom and right to a common size, image with 0 (the mean colour) and targets with
+their task's ignore value, so predictions can be cropped back to each image's original size.
 """
 
 from __future__ import annotations
@@ -68,11 +68,15 @@ class MultiTaskDataPreprocessor(BaseDataPreprocessor):
         return h, w
 
     def forward(self, data: dict, training: bool = False) -> dict:
-        images = [img for img in data["inputs"]]
+        images = list(data["inputs"])
         size = self.batch_size_for([tuple(img.shape[-2:]) for img in images])
-        inputs = torch.stack([pad_to(img, size, 0) for img in images])
-        inputs = self.cast_data(inputs).float()
-        inputs = (inputs - self.mean) / self.std
+        # Normalize first, then pad with 0: the padding is the mean colour, as in mmseg.
+        inputs = torch.stack(
+            [
+                pad_to((self.cast_data(img).float() - self.mean) / self.std, size, 0)
+                for img in images
+            ]
+        )
         targets = {}
         for task, maps in (data.get("targets") or {}).items():
             fill = get_task(task).ignore_value

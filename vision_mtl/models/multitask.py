@@ -14,7 +14,6 @@ import torch
 import torch.nn.functional as F
 from mmengine.logging import MessageHub
 from mmengine.model import BaseModel
-from mmengine.optim import OptimWrapper
 from torch import nn
 
 from vision_mtl.models.decoders.base import DecoderOutput
@@ -160,28 +159,24 @@ class MultiTaskModel(BaseModel):
         return results
 
     # ------------------------------------------------------------------ training step
-    def train_step(self, data: dict, optim_wrapper: OptimWrapper) -> dict[str, torch.Tensor]:
-        """mmengine's train step, refusing to update on a non-finite loss.
+    def parse_losses(self, losses: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
+        """mmengine's loss parsing, refusing a non-finite loss.
 
-        The check runs before the optimizer step, so the weights (and every checkpoint written
-        so far) stay as they were at the last good iteration.
+        Both the plain and the DDP train step call this before the optimizer step, so a NaN or
+        infinite loss stops training with the weights (and every checkpoint written so far) as
+        they were at the last good iteration.
         """
-        with optim_wrapper.optim_context(self):
-            data = self.data_preprocessor(data, True)
-            losses = self._run_forward(data, mode="loss")
         for key, value in losses.items():
             if not math.isfinite(float(value.detach())):
                 iteration = MessageHub.get_current_instance().get_info("iter", -1) + 1
                 task = key[len("loss_") :]
                 raise FloatingPointError(
-                    f"non-finite loss for task {task!r} ({key} = {float(value.detach())}) at iteration "
-                    f"{iteration}; training stopped before the update, the last checkpoint is "
-                    "intact. Lower the learning rate or the task's loss_weight, or check its "
-                    "targets."
+                    f"non-finite loss for task {task!r} ({key} = {float(value.detach())}) at "
+                    f"iteration {iteration}; training stopped before the update, the last "
+                    "checkpoint is intact. Lower the learning rate or the task's loss_weight, "
+                    "or check its targets."
                 )
-        parsed, log_vars = self.parse_losses(losses)
-        optim_wrapper.update_params(parsed)
-        return log_vars
+        return super().parse_losses(losses)
 
 
 def _squeeze_gt(target: torch.Tensor) -> torch.Tensor:

@@ -35,6 +35,21 @@ def test_config_builds_and_runs_forward(path: Path):
     assert all(v.shape[-2:] == (h, w) for v in result["pred"].values())
 
 
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(ROOT / "configs")))
+def test_config_builds_a_runner_with_its_loops(path: Path, tmp_path):
+    """Everything the Runner builds lazily: loops, dataloaders, evaluators, optimizer, schedules."""
+    from mmengine.runner import Runner
+
+    cfg = load_config(path, {"train_dataloader.dataset.num_samples": 2}, work_dir=str(tmp_path))
+    runner = Runner.from_cfg(cfg)
+    loop = runner.build_train_loop(cfg.train_cfg)
+    assert loop.max_iters == cfg.train_cfg.max_iters
+    runner.build_optim_wrapper(cfg.optim_wrapper)
+    runner.build_val_loop(cfg.val_cfg)
+    runner.build_test_loop(cfg.test_cfg)
+    assert next(iter(loop.dataloader))["inputs"]
+
+
 def test_print_config_resolves_bases(capsys):
     load_tool("print_config").main([str(CONFIGS[0]), "--cfg-options", "train_cfg.max_iters=7"])
     text = capsys.readouterr().out

@@ -1,6 +1,7 @@
 """Datasets, transforms and the collate function."""
 
 from vision_mtl.datasets.base import MultiTaskDataset
+from vision_mtl.datasets.nyud import NYUDv2Dataset
 from vision_mtl.datasets.synthscenes import SynthScenesDataset
 from vision_mtl.datasets.transforms import (
     PackMultiTaskInputs,
@@ -10,6 +11,7 @@ from vision_mtl.datasets.transforms import (
 
 __all__ = [
     "MultiTaskDataset",
+    "NYUDv2Dataset",
     "PackMultiTaskInputs",
     "RandomHorizontalFlip",
     "SynthScenesDataset",

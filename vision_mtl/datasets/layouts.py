@@ -1,0 +1,69 @@
+"""Write samples in the on-disk layouts the field distributes, so the real loaders run end to end.
+
+``tools/make_synthscenes.py`` uses these to write SynthScenes as an NYUD-v2 tree; tests use them to
+build fixtures. Every file goes through a temporary name and a rename, so an interrupted write
+never leaves a file a loader would half-read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from vision_mtl.engine.checkpoint import atomic_write_bytes
+
+
+def _write_png(array: np.ndarray, path: Path) -> None:
+    image = array[..., ::-1] if array.ndim == 3 else array  # RGB -> BGR for OpenCV
+    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(image))
+    if not ok:
+        raise RuntimeError(f"could not encode {str(path)!r}")
+    atomic_write_bytes(encoded.tobytes(), path)
+
+
+def _write_npy(array: np.ndarray, path: Path) -> None:
+    import io
+
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    atomic_write_bytes(buffer.getvalue(), path)
+
+
+def encode_nyud_segmentation(labels: np.ndarray) -> np.ndarray:
+    """Train ids 0..39 -> 1..40, 255 (void) -> 0: the inverse of the loader's decoding."""
+    raw = labels.astype(np.int64) + 1
+    raw[labels == 255] = 0
+    if raw.max(initial=0) > 40:
+        raise ValueError(f"NYUD-v2 holds at most 40 classes, got train id {int(labels.max())}")
+    return raw.astype(np.uint8)
+
+
+def encode_normals(normals: np.ndarray) -> np.ndarray:
+    """Unit normals -> uint8 RGB with v = (n + 1) / 2 * 255; invalid (zero) pixels -> 127."""
+    return np.clip(np.rint((normals + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+def write_nyud_layout(samples: Iterable[dict], root: str | Path, split: str) -> list[str]:
+    """Write samples (``image``, ``semseg``, ``depth``, ``normals``, ``edge``) as an NYUD-v2 tree.
+
+    Sample ids are ``meta['name']``; ``gt_sets/<split>.txt`` lists them (replacing that split's
+    list). Returns the ids written.
+    """
+    root = Path(root)
+    ids = []
+    for sample in samples:
+        sample_id = str(sample["meta"]["name"])
+        _write_png(sample["image"], root / "images" / f"{sample_id}.png")
+        _write_png(
+            encode_nyud_segmentation(sample["semseg"]), root / "segmentation" / f"{sample_id}.png"
+        )
+        _write_npy(np.asarray(sample["depth"], np.float32), root / "depth" / f"{sample_id}.npy")
+        _write_png(encode_normals(sample["normals"]), root / "normals" / f"{sample_id}.png")
+        edge = (np.asarray(sample["edge"]) > 0).astype(np.uint8) * 255
+        _write_png(edge, root / "edge" / f"{sample_id}.png")
+        ids.append(sample_id)
+    atomic_write_bytes(("\n".join(ids) + "\n").encode(), root / "gt_sets" / f"{split}.txt")
+    return ids

@@ -1,0 +1,168 @@
+"""NYUD-v2 in the multitask layout the ATRC/InvPT family distributes ("NYUDv2" archive).
+
+Expected tree (REFERENCE.md §1)::
+
+    NYUDv2/
+      images/<id>.png          RGB, 425x560
+      segmentation/<id>.png    uint8: 0 = void, 1..40 = classes
+      depth/<id>.npy           float32 metres, 0 = invalid
+      normals/<id>.png         RGB uint8, n = 2 v / 255 - 1, then unit-normalized
+      edge/<id>.png            uint8 0/255
+      gt_sets/train.txt        795 ids, gt_sets/val.txt 654 ids
+
+Decoding: segmentation 1..40 become train ids 0..39 and void becomes 255; normals are decoded and
+unit-normalized, and a pixel whose decoded vector is shorter than 0.5 (no true unit normal can be,
+after 8-bit quantization) is invalid (all zeros); edges are ``value > 127``. Normals keep the
+archive's own camera frame (x points right, so horizontal flips negate x as for every dataset).
+
+The older MTI-Net "NYUD_MT" copy (480x640, .jpg) is a different layout and is not read here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from vision_mtl.datasets.base import MultiTaskDataset
+from vision_mtl.registry import DATASETS
+
+NYUD40_CLASSES = (
+    "wall", "floor", "cabinet", "bed", "chair", "sofa", "table", "door", "window", "bookshelf",
+    "picture", "counter", "blinds", "desk", "shelves", "curtain", "dresser", "pillow", "mirror",
+    "floor mat", "clothes", "ceiling", "books", "refrigerator", "television", "paper", "towel",
+    "shower curtain", "box", "whiteboard", "person", "night stand", "toilet", "sink", "lamp",
+    "bathtub", "bag", "otherstructure", "otherfurniture", "otherprop",
+)  # fmt: skip
+
+LAYOUT = """NYUDv2/
+  images/<id>.png  segmentation/<id>.png  depth/<id>.npy  normals/<id>.png  edge/<id>.png
+  gt_sets/train.txt  gt_sets/val.txt"""
+WHERE = (
+    "Get the multitask NYUD-v2 archive distributed with the ATRC / InvPT code (NYUDv2.tar.gz) "
+    "and unpack it; see docs/datasets.md."
+)
+# task -> (folder, file suffix)
+FILES = {
+    "semseg": ("segmentation", ".png"),
+    "depth": ("depth", ".npy"),
+    "normals": ("normals", ".png"),
+    "edge": ("edge", ".png"),
+}
+
+
+def read_png(path: Path, color: bool) -> np.ndarray:
+    """Read a PNG as RGB (``color``) or single channel, unchanged bit depth; errors name the file."""
+    flag = cv2.IMREAD_COLOR if color else cv2.IMREAD_UNCHANGED
+    image = cv2.imread(str(path), flag)
+    if image is None:
+        raise FileNotFoundError(f"cannot read {str(path)!r} (missing or not an image)")
+    if color:
+        return np.ascontiguousarray(image[..., ::-1])
+    if image.ndim != 2:
+        raise ValueError(f"{str(path)!r}: expected a single-channel image, got shape {image.shape}")
+    return image
+
+
+def decode_segmentation(raw: np.ndarray, path: Path) -> np.ndarray:
+    """0 = void -> 255, 1..40 -> 0..39; anything above 40 is an error naming the file."""
+    if raw.max(initial=0) > 40:
+        raise ValueError(f"{str(path)!r}: NYUD-40 labels are 0..40, found {int(raw.max())}")
+    labels = raw.astype(np.int64) - 1
+    labels[raw == 0] = 255
+    return labels.astype(np.uint8)
+
+
+def decode_normals(rgb: np.ndarray) -> np.ndarray:
+    """2 v / 255 - 1, unit-normalized; vectors shorter than 0.5 become invalid (zeros)."""
+    normals = rgb.astype(np.float32) * (2.0 / 255.0) - 1.0
+    norm = np.linalg.norm(normals, axis=-1, keepdims=True)
+    valid = norm > 0.5
+    return np.where(valid, normals / np.maximum(norm, 1e-6), 0.0).astype(np.float32)
+
+
+@DATASETS.register_module()
+class NYUDv2Dataset(MultiTaskDataset):
+    """NYUD-v2 (multitask version): semseg (40 classes), depth, normals, edge.
+
+    Args:
+        data_root: the unpacked ``NYUDv2`` folder.
+        split: ``train`` or ``val`` (reads ``gt_sets/<split>.txt``).
+        tasks: any of :attr:`PROVIDES`, or ``"all"``.
+        pipeline: transforms applied to each sample.
+    """
+
+    PROVIDES = ("semseg", "depth", "normals", "edge")
+    TASK_SETS = {"all": PROVIDES}
+    num_classes = {"semseg": 40}
+    class_names = {"semseg": NYUD40_CLASSES}
+
+    def __init__(
+        self,
+        data_root: str,
+        split: str = "train",
+        tasks: str | Sequence[str] = "all",
+        pipeline: Sequence[Any] = (),
+    ) -> None:
+        super().__init__(tasks=tasks, pipeline=pipeline)
+        self.root = Path(data_root)
+        if split not in ("train", "val"):
+            raise ValueError(f"NYUDv2Dataset split must be 'train' or 'val', got {split!r}")
+        self.split = split
+        if not self.root.is_dir():
+            raise FileNotFoundError(
+                f"NYUD-v2 root {str(self.root)!r} does not exist. Expected layout:\n{LAYOUT}\n{WHERE}"
+            )
+        split_file = self.root / "gt_sets" / f"{split}.txt"
+        if not split_file.is_file():
+            raise FileNotFoundError(
+                f"NYUD-v2 split file {str(split_file)!r} is missing. Expected layout:\n{LAYOUT}\n"
+                f"{WHERE}"
+            )
+        self.ids = [line.strip() for line in split_file.read_text().splitlines() if line.strip()]
+        if not self.ids:
+            raise ValueError(f"NYUD-v2 split file {str(split_file)!r} lists no sample ids")
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def path(self, task: str, sample_id: str) -> Path:
+        """Where ``task``'s file of ``sample_id`` lives (``image`` for the RGB image)."""
+        folder, suffix = FILES.get(task, ("images", ".png"))
+        return self.root / folder / f"{sample_id}{suffix}"
+
+    def load_sample(self, index: int) -> dict:
+        """Read and decode the image and every requested task of sample ``index``."""
+        sample_id = self.ids[index]
+        image_path = self.path("image", sample_id)
+        sample: dict = {"image": read_png(image_path, color=True)}
+        for task in self.tasks:
+            path = self.path(task, sample_id)
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"NYUD-v2 sample {sample_id!r}: {str(path)!r} is missing (task {task!r}). "
+                    f"Expected layout:\n{LAYOUT}"
+                )
+            if task == "semseg":
+                sample[task] = decode_segmentation(read_png(path, color=False), path)
+            elif task == "depth":
+                depth = np.load(path, allow_pickle=False)
+                if depth.ndim != 2:
+                    raise ValueError(f"{str(path)!r}: depth must be H×W, got shape {depth.shape}")
+                sample[task] = np.nan_to_num(depth.astype(np.float32), nan=0.0, posinf=0.0)
+            elif task == "normals":
+                sample[task] = decode_normals(read_png(path, color=True))
+            else:
+                sample[task] = (read_png(path, color=False) > 127).astype(np.uint8)
+        height, width = sample["image"].shape[:2]
+        for task in self.tasks:
+            if sample[task].shape[:2] != (height, width):
+                raise ValueError(
+                    f"NYUD-v2 sample {sample_id!r}: {task} map is {sample[task].shape[:2]} but the "
+                    f"image is {(height, width)} ({str(self.path(task, sample_id))!r})"
+                )
+        sample["meta"] = dict(name=sample_id, ori_shape=(height, width), index=index)
+        return sample

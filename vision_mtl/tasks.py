@@ -50,6 +50,9 @@ class TaskSpec:
         ignore_value: value of unlabelled target pixels.
         decode: how raw logits become a prediction (see :meth:`decode`).
         flip_channel: channel of a ``map`` target that changes sign on a horizontal flip.
+        scale_exponent: a map's values are multiplied by ``s ** scale_exponent`` when the image
+            is scaled by ``s`` (depth -1, as the anchors treat a zoom as moving closer; disparity
+            in pixels +1; 0 for everything else).
         trivial: the trivial predictor the demo compares against.
         colormap: how :meth:`colorize` paints: ``palette``, ``depth``, ``normals`` or ``gray``.
         description: one line for tables and sidecars.
@@ -69,6 +72,7 @@ class TaskSpec:
     target_channels: int = 1
     ignore_value: int | float = 255
     flip_channel: int | None = None
+    scale_exponent: int = 0
 
     def num_outputs(self, num_classes: int | None = None) -> int:
         """Channels of the raw head output; class tasks need the dataset's class count."""
@@ -186,6 +190,7 @@ TASKS: dict[str, TaskSpec] = {
             colormap="depth",
             description="depth along the optical axis in metres (0 = invalid)",
             ignore_value=0,
+            scale_exponent=-1,
         ),
         TaskSpec(
             name="normals",
@@ -255,6 +260,7 @@ TASKS: dict[str, TaskSpec] = {
             colormap="depth",
             description="stereo disparity in pixels (0 = invalid)",
             ignore_value=0,
+            scale_exponent=1,
         ),
     ]
 }

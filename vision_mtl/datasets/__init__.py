@@ -1,5 +1,6 @@
 """Datasets, transforms and the collate function."""
 
+from vision_mtl.datasets.augment import MultiTaskAugment
 from vision_mtl.datasets.base import MultiTaskDataset
 from vision_mtl.datasets.nyud import NYUDv2Dataset
 from vision_mtl.datasets.synthscenes import SynthScenesDataset
@@ -10,6 +11,7 @@ from vision_mtl.datasets.transforms import (
 )
 
 __all__ = [
+    "MultiTaskAugment",
     "MultiTaskDataset",
     "NYUDv2Dataset",
     "PackMultiTaskInputs",

@@ -2,6 +2,7 @@
 
 from vision_mtl.datasets.augment import MultiTaskAugment
 from vision_mtl.datasets.base import MultiTaskDataset
+from vision_mtl.datasets.cityscapes import CityscapesMTDataset
 from vision_mtl.datasets.nyud import NYUDv2Dataset
 from vision_mtl.datasets.synthscenes import SynthScenesDataset
 from vision_mtl.datasets.transforms import (
@@ -11,6 +12,7 @@ from vision_mtl.datasets.transforms import (
 )
 
 __all__ = [
+    "CityscapesMTDataset",
     "MultiTaskAugment",
     "MultiTaskDataset",
     "NYUDv2Dataset",

@@ -4,6 +4,7 @@ from vision_mtl.datasets.augment import MultiTaskAugment
 from vision_mtl.datasets.base import MultiTaskDataset
 from vision_mtl.datasets.cityscapes import CityscapesMTDataset
 from vision_mtl.datasets.nyud import NYUDv2Dataset
+from vision_mtl.datasets.pascal_context import PascalContextMTDataset
 from vision_mtl.datasets.synthscenes import SynthScenesDataset
 from vision_mtl.datasets.transforms import (
     PackMultiTaskInputs,
@@ -17,6 +18,7 @@ __all__ = [
     "MultiTaskDataset",
     "NYUDv2Dataset",
     "PackMultiTaskInputs",
+    "PascalContextMTDataset",
     "RandomHorizontalFlip",
     "SynthScenesDataset",
     "multitask_collate",

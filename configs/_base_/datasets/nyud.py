@@ -1,0 +1,35 @@
+# NYUD-v2 (multitask archive): semseg, depth, normals, edge. Training canvas 448x576; test images
+# (425x560) are padded to the canvas by the model's data preprocessor, never resized, and scored
+# at 425x560. Point data_root at the unpacked NYUDv2 folder (docs/datasets.md).
+data_root = "data/NYUDv2"
+train_pipeline = [
+    dict(type="MultiTaskAugment", crop_size=(448, 576)),
+    dict(type="PackMultiTaskInputs"),
+]
+test_pipeline = [dict(type="PackMultiTaskInputs")]
+
+train_dataloader = dict(
+    batch_size=2,
+    num_workers=2,
+    persistent_workers=True,
+    sampler=dict(type="InfiniteSampler", shuffle=True),
+    collate_fn=dict(type="vision_mtl.multitask_collate"),
+    dataset=dict(type="NYUDv2Dataset", data_root=data_root, split="train", pipeline=train_pipeline),
+)
+val_dataloader = dict(
+    batch_size=1,
+    num_workers=2,
+    persistent_workers=True,
+    sampler=dict(type="DefaultSampler", shuffle=False),
+    collate_fn=dict(type="vision_mtl.multitask_collate"),
+    dataset=dict(type="NYUDv2Dataset", data_root=data_root, split="val", pipeline=test_pipeline),
+)
+test_dataloader = val_dataloader
+
+# 0.011 of the image diagonal: the NYUD-v2 boundary tolerance.
+val_evaluator = dict(
+    type="MultiTaskMetric",
+    tasks=["semseg", "depth", "normals", "edge"],
+    metric_overrides=dict(edge=dict(max_dist=0.011)),
+)
+test_evaluator = val_evaluator

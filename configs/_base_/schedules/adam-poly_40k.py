@@ -1,0 +1,11 @@
+# The InvPT/TaskPrompter recipe (REFERENCE.md §4): Adam, lr 2e-5, weight decay 1e-6, poly 0.9
+# decay over 40k iterations, gradient clipping at L2 norm 10.
+optim_wrapper = dict(
+    type="OptimWrapper",
+    optimizer=dict(type="Adam", lr=2e-5, weight_decay=1e-6),
+    clip_grad=dict(max_norm=10.0, norm_type=2),
+)
+param_scheduler = [dict(type="PolyLR", eta_min=0.0, power=0.9, by_epoch=False, begin=0, end=40000)]
+train_cfg = dict(type="IterBasedTrainLoop", max_iters=40000, val_interval=4000)
+val_cfg = dict(type="ValLoop")
+test_cfg = dict(type="TestLoop")

@@ -118,3 +118,38 @@ def test_missing_paths_are_named(pascal_root, tmp_path):
         PascalContextMTDataset(str(pascal_root), split="val").load_sample(0)
     with pytest.raises(KeyError, match="'depth'.*PascalContextMTDataset"):
         PascalContextMTDataset(str(pascal_root), tasks=["depth"])
+
+
+def test_synthscenes_round_trip_through_the_pascal_layout(tmp_path):
+    from conftest import load_tool
+
+    from vision_mtl.datasets import SynthScenesDataset
+
+    root = tmp_path / "synth_pascal"
+    load_tool("make_synthscenes").main(
+        [
+            "--layout",
+            "pascal",
+            "--out",
+            str(root),
+            "--num",
+            "2",
+            "--val-num",
+            "2",
+            "--size",
+            "24",
+            "32",
+        ]
+    )
+    loaded = PascalContextMTDataset(str(root), split="val")
+    source = SynthScenesDataset(split="val", num_samples=2, tasks="pascal", image_size=(24, 32))
+    for index in range(2):
+        got, want = loaded.load_sample(index), source.load_sample(index)
+        for task in ("semseg", "human_parts", "saliency"):
+            np.testing.assert_array_equal(got[task], want[task], err_msg=task)
+        np.testing.assert_allclose(got["normals"], want["normals"], atol=2 / 255)
+        # JPEG (4:2:0, noisy textures): the same picture, not the same bytes
+        np.testing.assert_allclose(got["image"].mean((0, 1)), want["image"].mean((0, 1)), atol=3)
+        assert np.abs(got["image"].astype(int) - want["image"]).mean() < 16
+        assert got["edge"].any() and set(np.unique(got["edge"])) <= {0, 1}
+    assert not list(root.rglob("*.tmp"))

@@ -1,8 +1,10 @@
 """Write SynthScenes in a real dataset's on-disk layout so the real loaders run end to end.
 
-``python tools/make_synthscenes.py --layout nyud --out DIR --num N [--val-num M] [--size H W]``
-writes ``N`` training and ``M`` validation scenes as an NYUD-v2 tree (images, segmentation, depth
-.npy, normals, edge, gt_sets). The PASCAL-Context layout comes with its loader.
+``python tools/make_synthscenes.py --layout nyud|pascal --out DIR --num N [--val-num M]
+[--size H W]`` writes ``N`` training and ``M`` validation scenes as an NYUD-v2 tree (images,
+segmentation, depth .npy, normals, edge, gt_sets) or a PASCAL_MT tree (JPEG images, VOC12 semseg,
+PASCAL-Part .mat parts with every object as one person, normals, saliency, a Context LabelMap
+.mat from which the loader derives edges, ImageSets/Context).
 """
 
 from __future__ import annotations
@@ -10,12 +12,14 @@ from __future__ import annotations
 import argparse
 
 from vision_mtl.datasets import SynthScenesDataset
-from vision_mtl.datasets.layouts import write_nyud_layout
+from vision_mtl.datasets.layouts import write_nyud_layout, write_pascal_layout
+
+WRITERS = {"nyud": write_nyud_layout, "pascal": write_pascal_layout}
 
 
 def main(argv: list[str] | None = None) -> dict[str, int]:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--layout", choices=["nyud"], required=True)
+    parser.add_argument("--layout", choices=sorted(WRITERS), required=True)
     parser.add_argument("--out", required=True, help="root folder to write")
     parser.add_argument("--num", type=int, required=True, help="training scenes")
     parser.add_argument("--val-num", type=int, help="validation scenes (default: num // 4, >= 1)")
@@ -27,9 +31,13 @@ def main(argv: list[str] | None = None) -> dict[str, int]:
         if num < 1:
             parser.error(f"--num/--val-num must be >= 1, got {num} for {split}")
         data = SynthScenesDataset(
-            split=split, num_samples=num, tasks="nyud", image_size=tuple(args.size), seed=args.seed
+            split=split,
+            num_samples=num,
+            tasks=args.layout,
+            image_size=tuple(args.size),
+            seed=args.seed,
         )
-        write_nyud_layout((data.load_sample(i) for i in range(num)), args.out, split)
+        WRITERS[args.layout]((data.load_sample(i) for i in range(num)), args.out, split)
     print(
         f"wrote {counts['train']} train and {counts['val']} val scenes to {args.out} ({args.layout})"
     )

@@ -67,3 +67,65 @@ def write_nyud_layout(samples: Iterable[dict], root: str | Path, split: str) -> 
         ids.append(sample_id)
     atomic_write_bytes(("\n".join(ids) + "\n").encode(), root / "gt_sets" / f"{split}.txt")
     return ids
+
+
+# SynthScenes semseg classes as PASCAL-Context LabelMap ids (floor, wall, ceiling, ball, box,
+# barrel, cone): all are classes on which the protocol keeps distilled normals.
+SYNTH_TO_CONTEXT = np.array([158, 440, 68, 10, 37, 13, 87], np.uint16)
+# SynthScenes part classes 1..3 written as PASCAL-Part person parts of classes 1..3.
+SYNTH_PART_NAMES = {1: "head", 2: "torso", 3: "luarm"}
+
+
+def _parts_mat(saliency: np.ndarray, parts: np.ndarray) -> dict:
+    """A PASCAL-Part 'anno' struct with one person (category 15) covering every object."""
+    names = [n for k, n in SYNTH_PART_NAMES.items() if (parts == k).any()]
+    part_arr = np.empty((1, len(names)), dtype=[("part_name", "O"), ("mask", "O")])
+    for i, name in enumerate(names):
+        cls = next(k for k, n in SYNTH_PART_NAMES.items() if n == name)
+        part_arr[0, i] = (name, (parts == cls).astype(np.uint8))
+    objs = np.empty(
+        (1, 1), dtype=[("class", "O"), ("class_ind", "O"), ("mask", "O"), ("parts", "O")]
+    )
+    objs[0, 0] = ("person", np.array([[15]]), saliency.astype(np.uint8), part_arr)
+    anno = np.empty((1, 1), dtype=[("imname", "O"), ("objects", "O")])
+    anno[0, 0] = ("synthscenes", objs)
+    return {"anno": anno}
+
+
+def write_pascal_layout(samples: Iterable[dict], root: str | Path, split: str) -> list[str]:
+    """Write samples with the PASCAL-like tasks as a PASCAL_MT tree (JPEG images, VOC12 semseg,
+    PASCAL-Part .mat parts, distilled-style normals and saliency, a Context LabelMap .mat)."""
+    import io
+
+    from scipy.io import savemat
+
+    root = Path(root)
+    ids = []
+    for sample in samples:
+        sample_id = str(sample["meta"]["name"])
+        ok, jpg = cv2.imencode(".jpg", sample["image"][..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
+        if not ok:
+            raise RuntimeError(f"could not encode the image of {sample_id!r}")
+        atomic_write_bytes(jpg.tobytes(), root / "JPEGImages" / f"{sample_id}.jpg")
+        _write_png(
+            sample["semseg"].astype(np.uint8), root / "semseg" / "VOC12" / f"{sample_id}.png"
+        )
+        _write_png(encode_normals(sample["normals"]), root / "normals_distill" / f"{sample_id}.png")
+        _write_png(
+            sample["saliency"].astype(np.uint8) * 255, root / "sal_distill" / f"{sample_id}.png"
+        )
+        for relative, content in (
+            (f"human_parts/{sample_id}.mat", _parts_mat(sample["saliency"], sample["human_parts"])),
+            (
+                f"pascal-context/trainval/{sample_id}.mat",
+                {"LabelMap": SYNTH_TO_CONTEXT[sample["semseg"]]},
+            ),
+        ):
+            buffer = io.BytesIO()
+            savemat(buffer, content)
+            atomic_write_bytes(buffer.getvalue(), root / relative)
+        ids.append(sample_id)
+    atomic_write_bytes(
+        ("\n".join(ids) + "\n").encode(), root / "ImageSets" / "Context" / f"{split}.txt"
+    )
+    return ids

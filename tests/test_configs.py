@@ -36,7 +36,23 @@ def data_roots(tmp_path_factory):
             "64",
         ]
     )
-    return {"NYUDv2Dataset": nyud}
+    pascal = tmp_path_factory.mktemp("synth_pascal")
+    load_tool("make_synthscenes").main(
+        [
+            "--layout",
+            "pascal",
+            "--out",
+            str(pascal),
+            "--num",
+            "2",
+            "--val-num",
+            "1",
+            "--size",
+            "48",
+            "64",
+        ]
+    )
+    return {"NYUDv2Dataset": nyud, "PascalContextMTDataset": pascal}
 
 
 def prepared(path: Path, roots: dict, options: dict | None = None):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 from conftest import ROOT
 from test_configs import data_roots, prepared  # noqa: F401  (data_roots is a fixture)
 
@@ -17,8 +18,15 @@ TINY_VIT = dict(
 )
 
 
-def test_nyud_config_trains_and_evaluates(data_roots, tmp_path):  # noqa: F811
-    config = ROOT / "configs/baseline/baseline_vit-b16_2xb-40k_nyud-448x576.py"
+@pytest.mark.parametrize(
+    "name, keys",
+    [
+        ("baseline_vit-b16_2xb-40k_nyud-448x576.py", ("semseg/mIoU", "depth/rmse", "normals/mean")),
+        ("baseline_vit-b16_2xb-40k_pascal-512x512.py", ("human_parts/mIoU", "saliency/maxF")),
+    ],
+)
+def test_real_dataset_config_trains_and_evaluates(name, keys, data_roots, tmp_path):  # noqa: F811
+    config = ROOT / "configs/baseline" / name
     options = {
         "train_cfg.max_iters": 2,
         "train_cfg.val_interval": 2,
@@ -34,5 +42,5 @@ def test_nyud_config_trains_and_evaluates(data_roots, tmp_path):  # noqa: F811
     runner.train()
     assert runner.iter == 2 and (tmp_path / "iter_2.pth").is_file()
     metrics = runner.val_loop.run()
-    for key in ("semseg/mIoU", "depth/rmse", "normals/mean", "edge/F"):
+    for key in (*keys, "edge/F"):
         assert math.isfinite(metrics[key]), key

@@ -1,0 +1,39 @@
+# PASCAL-Context (multitask PASCAL_MT archive): semseg (21), human_parts, saliency, normals, edge.
+# Training canvas 512x512; test images are padded to the canvas by the model's data preprocessor,
+# never resized, and scored at their own size. Point data_root at the unpacked PASCALContext folder.
+data_root = "data/PASCALContext"
+train_pipeline = [
+    dict(type="MultiTaskAugment", crop_size=(512, 512)),
+    dict(type="PackMultiTaskInputs"),
+]
+test_pipeline = [dict(type="PackMultiTaskInputs")]
+
+train_dataloader = dict(
+    batch_size=2,
+    num_workers=2,
+    persistent_workers=True,
+    sampler=dict(type="InfiniteSampler", shuffle=True),
+    collate_fn=dict(type="vision_mtl.multitask_collate"),
+    dataset=dict(
+        type="PascalContextMTDataset", data_root=data_root, split="train", pipeline=train_pipeline
+    ),
+)
+val_dataloader = dict(
+    batch_size=1,
+    num_workers=2,
+    persistent_workers=True,
+    sampler=dict(type="DefaultSampler", shuffle=False),
+    collate_fn=dict(type="vision_mtl.multitask_collate"),
+    dataset=dict(
+        type="PascalContextMTDataset", data_root=data_root, split="val", pipeline=test_pipeline
+    ),
+)
+test_dataloader = val_dataloader
+
+# 0.0075 of the image diagonal: the PASCAL-Context boundary tolerance.
+val_evaluator = dict(
+    type="MultiTaskMetric",
+    tasks=["semseg", "human_parts", "saliency", "normals", "edge"],
+    metric_overrides=dict(edge=dict(max_dist=0.0075)),
+)
+test_evaluator = val_evaluator

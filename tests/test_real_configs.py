@@ -44,3 +44,19 @@ def test_real_dataset_config_trains_and_evaluates(name, keys, data_roots, tmp_pa
     metrics = runner.val_loop.run()
     for key in (*keys, "edge/F"):
         assert math.isfinite(metrics[key]), key
+
+
+def test_browse_dataset_draws_augmented_samples(data_roots, tmp_path):  # noqa: F811
+    import cv2
+    from conftest import load_tool
+
+    config = ROOT / "configs/baseline/baseline_vit-b16_2xb-40k_nyud-448x576.py"
+    root = data_roots["NYUDv2Dataset"]
+    paths = load_tool("browse_dataset").main(
+        [str(config), "--out", str(tmp_path / "browse"), "--num", "2", "--cfg-options",
+         f"train_dataloader.dataset.data_root={root}",
+         "train_dataloader.dataset.pipeline.0.crop_size=(64,96)"]
+    )  # fmt: skip
+    assert len(paths) == 2
+    grid = cv2.imread(str(paths[0]))
+    assert grid.shape[1] == 5 * 96 * 3  # input + 4 task overlays, 96 px enlarged 3x (192 px high)

@@ -108,3 +108,36 @@ def draw_dataset_predictions(model, out_dir: str | os.PathLike, num: int = 8) ->
             paths.append(Path(out_dir) / f"{sample['meta'].get('name', index)}.png")
             save_grid(grid, paths[-1])
     return paths
+
+
+def make_overlay_grid(image: np.ndarray, maps: dict, num_classes: dict[str, int] | None = None):
+    """Input | each task map blended over the input, to check alignment by eye.
+
+    Args:
+        image: H×W×3 uint8 RGB (augmented, as the model sees it before normalization).
+        maps: task → target in the packed layout (H×W labels, C×H×W maps).
+        num_classes: task → class count for stable palettes.
+    """
+    num_classes = num_classes or {}
+    factor = max(1, -(-192 // image.shape[0]))
+    shape = (image.shape[0] * factor, image.shape[1] * factor)
+    base = _fit(image, shape)
+    tiles = [_caption(base, "input")]
+    for task, value in maps.items():
+        array = _to_numpy(value)
+        array = array[0] if array.ndim == 3 and array.shape[0] == 1 else array
+        painted = _fit(paint(task, array, num_classes.get(task)), shape)
+        tiles.append(_caption((0.5 * base + 0.5 * painted).astype(np.uint8), task))
+    return np.concatenate(tiles, axis=1)
+
+
+def draw_augmented_samples(dataset, out_dir: str | os.PathLike, num: int = 8) -> list[Path]:
+    """Save overlay grids of the first ``num`` samples of a dataset whose pipeline packs them."""
+    paths = []
+    for index in range(min(num, len(dataset))):
+        packed = dataset[index]
+        image = packed["inputs"].permute(1, 2, 0).numpy()
+        grid = make_overlay_grid(image, packed["targets"], dataset.metainfo.get("num_classes"))
+        paths.append(Path(out_dir) / f"{packed['meta'].get('name', index)}.png")
+        save_grid(grid, paths[-1])
+    return paths

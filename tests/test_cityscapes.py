@@ -60,3 +60,38 @@ def test_errors_name_the_path(cs_root, tmp_path):
         data.load_sample(1)
     with pytest.raises(KeyError, match="'normals'.*CityscapesMTDataset"):
         CityscapesMTDataset(str(cs_root), split="val", tasks=["normals"])
+
+
+def test_synthscenes_round_trip_through_the_cityscapes_layout(tmp_path):
+    from conftest import load_tool
+
+    from vision_mtl.datasets import SynthScenesDataset
+
+    root = tmp_path / "synth_cs"
+    load_tool("make_synthscenes").main(
+        [
+            "--layout",
+            "cityscapes",
+            "--out",
+            str(root),
+            "--num",
+            "1",
+            "--val-num",
+            "2",
+            "--size",
+            "24",
+            "32",
+        ]
+    )
+    loaded = CityscapesMTDataset(str(root), split="val", tasks=["semseg", "depth", "disparity"])
+    source = SynthScenesDataset(
+        split="val", num_samples=2, tasks=["semseg", "depth"], image_size=(24, 32)
+    )
+    assert len(loaded) == 2
+    for index in range(2):
+        got, want = loaded.load_sample(index), source.load_sample(index)
+        np.testing.assert_array_equal(got["image"], want["image"])
+        lookup = np.array([0, 2, 10, 13, 14, 15, 7])  # road, building, sky, car, truck, bus, sign
+        np.testing.assert_array_equal(got["semseg"], lookup[want["semseg"]])
+        np.testing.assert_allclose(got["depth"], want["depth"], rtol=0.02)  # 1/256 px quantization
+        assert (got["disparity"] > 0).all()

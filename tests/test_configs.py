@@ -52,7 +52,16 @@ def data_roots(tmp_path_factory):
             "64",
         ]
     )
-    return {"NYUDv2Dataset": nyud, "PascalContextMTDataset": pascal}
+    cityscapes = tmp_path_factory.mktemp("synth_cityscapes")
+    load_tool("make_synthscenes").main(
+        ["--layout", "cityscapes", "--out", str(cityscapes), "--num", "2", "--val-num", "1",
+         "--size", "48", "64"]
+    )  # fmt: skip
+    return {
+        "NYUDv2Dataset": nyud,
+        "PascalContextMTDataset": pascal,
+        "CityscapesMTDataset": cityscapes,
+    }
 
 
 def prepared(path: Path, roots: dict, options: dict | None = None):

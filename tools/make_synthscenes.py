@@ -1,10 +1,11 @@
 """Write SynthScenes in a real dataset's on-disk layout so the real loaders run end to end.
 
-``python tools/make_synthscenes.py --layout nyud|pascal --out DIR --num N [--val-num M]
+``python tools/make_synthscenes.py --layout nyud|pascal|cityscapes --out DIR --num N [--val-num M]
 [--size H W]`` writes ``N`` training and ``M`` validation scenes as an NYUD-v2 tree (images,
 segmentation, depth .npy, normals, edge, gt_sets) or a PASCAL_MT tree (JPEG images, VOC12 semseg,
 PASCAL-Part .mat parts with every object as one person, normals, saliency, a Context LabelMap
-.mat from which the loader derives edges, ImageSets/Context).
+.mat from which the loader derives edges, ImageSets/Context) or a Cityscapes tree (leftImg8bit,
+gtFine label ids, uint16 disparity from the exact depth, camera JSON).
 """
 
 from __future__ import annotations
@@ -12,9 +13,18 @@ from __future__ import annotations
 import argparse
 
 from vision_mtl.datasets import SynthScenesDataset
-from vision_mtl.datasets.layouts import write_nyud_layout, write_pascal_layout
+from vision_mtl.datasets.layouts import (
+    write_cityscapes_layout,
+    write_nyud_layout,
+    write_pascal_layout,
+)
 
-WRITERS = {"nyud": write_nyud_layout, "pascal": write_pascal_layout}
+WRITERS = {
+    "nyud": write_nyud_layout,
+    "pascal": write_pascal_layout,
+    "cityscapes": write_cityscapes_layout,
+}
+TASK_SETS = {"nyud": "nyud", "pascal": "pascal", "cityscapes": ["semseg", "depth"]}
 
 
 def main(argv: list[str] | None = None) -> dict[str, int]:
@@ -33,7 +43,7 @@ def main(argv: list[str] | None = None) -> dict[str, int]:
         data = SynthScenesDataset(
             split=split,
             num_samples=num,
-            tasks=args.layout,
+            tasks=TASK_SETS[args.layout],
             image_size=tuple(args.size),
             seed=args.seed,
         )

@@ -129,3 +129,46 @@ def write_pascal_layout(samples: Iterable[dict], root: str | Path, split: str) -
         ("\n".join(ids) + "\n").encode(), root / "ImageSets" / "Context" / f"{split}.txt"
     )
     return ids
+
+
+# SynthScenes semseg classes as Cityscapes raw label ids (road, building, sky, car, truck, bus,
+# traffic sign): each has a train id, so the loader's official table maps them back one to one.
+SYNTH_TO_CITYSCAPES = np.array([7, 11, 23, 26, 27, 28, 20], np.uint8)
+SYNTH_BASELINE_M = 0.2  # a stereo baseline for the written disparity
+
+
+def write_cityscapes_layout(
+    samples: Iterable[dict], root: str | Path, split: str, fov_y: float = 60.0
+) -> list[str]:
+    """Write samples (``image``, ``semseg``, ``depth``) as a Cityscapes tree with disparity.
+
+    Disparity is ``baseline · fx / depth`` for a 0.2 m baseline and the camera's focal length
+    (from ``fov_y``), stored as ``d · 256 + 1`` in uint16 PNGs; the camera JSON holds both, so
+    the loader's metric depth recovers the input depth.
+    """
+    import json
+    import math
+
+    root = Path(root)
+    ids = []
+    for sample in samples:
+        name = str(sample["meta"]["name"])
+        stem = f"synth/{name}"
+        height = sample["image"].shape[0]
+        fx = 0.5 * height / math.tan(math.radians(fov_y) / 2)
+        depth = np.asarray(sample["depth"], np.float32)
+        disparity = np.where(depth > 0, SYNTH_BASELINE_M * fx / np.maximum(depth, 1e-6), 0.0)
+        raw = np.where(depth > 0, np.clip(np.rint(disparity * 256 + 1), 1, 65535), 0).astype(
+            np.uint16
+        )
+        path = {k: root / k / split / f"{stem}_{k}" for k in ("leftImg8bit", "disparity", "camera")}
+        _write_png(sample["image"], path["leftImg8bit"].with_name(f"{name}_leftImg8bit.png"))
+        labels = SYNTH_TO_CITYSCAPES[sample["semseg"]]
+        _write_png(labels, root / "gtFine" / split / f"{stem}_gtFine_labelIds.png")
+        _write_png(raw, path["disparity"].with_name(f"{name}_disparity.png"))
+        camera = {"extrinsic": {"baseline": SYNTH_BASELINE_M}, "intrinsic": {"fx": fx, "fy": fx}}
+        atomic_write_bytes(
+            json.dumps(camera).encode(), path["camera"].with_name(f"{name}_camera.json")
+        )
+        ids.append(stem)
+    return ids

@@ -153,3 +153,9 @@ def test_synthscenes_round_trip_through_the_pascal_layout(tmp_path):
         assert np.abs(got["image"].astype(int) - want["image"]).mean() < 16
         assert got["edge"].any() and set(np.unique(got["edge"])) <= {0, 1}
     assert not list(root.rglob("*.tmp"))
+
+
+def test_map_size_mismatch_names_the_sample(pascal_root):
+    cv2.imwrite(str(pascal_root / "sal_distill/2008_000002.png"), np.zeros((H + 2, W), np.uint8))
+    with pytest.raises(ValueError, match=r"sample '2008_000002': saliency map is \(10, 10\)"):
+        PascalContextMTDataset(str(pascal_root), split="val", tasks=["saliency"]).load_sample(0)

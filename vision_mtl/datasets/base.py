@@ -8,6 +8,7 @@ plain dict (DESIGN.md, "Data flow"): ``image``, one array per requested task, an
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 from mmengine.dataset import Compose
@@ -15,6 +16,18 @@ from torch.utils.data import Dataset
 
 from vision_mtl.registry import TRANSFORMS
 from vision_mtl.tasks import check_tasks
+
+
+def read_id_list(path: Path, layout: str, where: str) -> list[str]:
+    """Sample ids of a split file, one per line; a missing or empty file names the path."""
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"split file {str(path)!r} is missing. Expected layout:\n{layout}\n{where}"
+        )
+    ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    if not ids:
+        raise ValueError(f"split file {str(path)!r} lists no sample ids")
+    return ids
 
 
 class MultiTaskDataset(Dataset):
@@ -63,6 +76,16 @@ class MultiTaskDataset(Dataset):
     def load_sample(self, index: int) -> dict:
         """Return the raw sample ``index``: ``image``, one array per task in ``self.tasks``, ``meta``."""
         raise NotImplementedError
+
+    def check_map_sizes(self, sample: dict, sample_id: str) -> None:
+        """Every task map must have the image's size; the error names the sample and the task."""
+        shape = sample["image"].shape[:2]
+        for task in self.tasks:
+            if sample[task].shape[:2] != shape:
+                raise ValueError(
+                    f"{type(self).__name__} sample {sample_id!r}: {task} map is "
+                    f"{sample[task].shape[:2]} but the image is {shape}"
+                )
 
     def __getitem__(self, index: int) -> dict:
         if not 0 <= index < len(self):

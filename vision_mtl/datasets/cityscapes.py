@@ -141,14 +141,9 @@ class CityscapesMTDataset(MultiTaskDataset):
                 sample["disparity"] = disparity
             if "depth" in self.tasks:
                 sample["depth"] = self._depth(disparity, stem)
-        height, width = sample["image"].shape[:2]
-        for task in self.tasks:
-            if sample[task].shape[:2] != (height, width):
-                raise ValueError(
-                    f"Cityscapes sample {stem!r}: {task} map is {sample[task].shape[:2]} but the "
-                    f"image is {(height, width)}"
-                )
-        sample["meta"] = dict(name=stem.replace("/", "_"), ori_shape=(height, width), index=index)
+        self.check_map_sizes(sample, stem)
+        shape = sample["image"].shape[:2]
+        sample["meta"] = dict(name=stem.replace("/", "_"), ori_shape=shape, index=index)
         return sample
 
     def _depth(self, disparity: np.ndarray, stem: str) -> np.ndarray:

@@ -27,7 +27,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from vision_mtl.datasets.base import MultiTaskDataset
+from vision_mtl.datasets.base import MultiTaskDataset, read_id_list
 from vision_mtl.registry import DATASETS
 
 NYUD40_CLASSES = (
@@ -116,15 +116,7 @@ class NYUDv2Dataset(MultiTaskDataset):
             raise FileNotFoundError(
                 f"NYUD-v2 root {str(self.root)!r} does not exist. Expected layout:\n{LAYOUT}\n{WHERE}"
             )
-        split_file = self.root / "gt_sets" / f"{split}.txt"
-        if not split_file.is_file():
-            raise FileNotFoundError(
-                f"NYUD-v2 split file {str(split_file)!r} is missing. Expected layout:\n{LAYOUT}\n"
-                f"{WHERE}"
-            )
-        self.ids = [line.strip() for line in split_file.read_text().splitlines() if line.strip()]
-        if not self.ids:
-            raise ValueError(f"NYUD-v2 split file {str(split_file)!r} lists no sample ids")
+        self.ids = read_id_list(self.root / "gt_sets" / f"{split}.txt", LAYOUT, WHERE)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -157,12 +149,6 @@ class NYUDv2Dataset(MultiTaskDataset):
                 sample[task] = decode_normals(read_png(path, color=True))
             else:
                 sample[task] = (read_png(path, color=False) > 127).astype(np.uint8)
-        height, width = sample["image"].shape[:2]
-        for task in self.tasks:
-            if sample[task].shape[:2] != (height, width):
-                raise ValueError(
-                    f"NYUD-v2 sample {sample_id!r}: {task} map is {sample[task].shape[:2]} but the "
-                    f"image is {(height, width)} ({str(self.path(task, sample_id))!r})"
-                )
-        sample["meta"] = dict(name=sample_id, ori_shape=(height, width), index=index)
+        self.check_map_sizes(sample, sample_id)
+        sample["meta"] = dict(name=sample_id, ori_shape=sample["image"].shape[:2], index=index)
         return sample

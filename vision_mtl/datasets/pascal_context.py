@@ -36,7 +36,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from vision_mtl.datasets.base import MultiTaskDataset
+from vision_mtl.datasets.base import MultiTaskDataset, read_id_list
 from vision_mtl.datasets.nyud import decode_normals, read_png
 from vision_mtl.engine.checkpoint import atomic_write_bytes
 from vision_mtl.registry import DATASETS
@@ -156,15 +156,7 @@ class PascalContextMTDataset(MultiTaskDataset):
                 f"PASCAL-Context root {str(self.root)!r} does not exist. Expected layout:\n"
                 f"{LAYOUT}\n{WHERE}"
             )
-        split_file = self.root / "ImageSets" / "Context" / f"{split}.txt"
-        if not split_file.is_file():
-            raise FileNotFoundError(
-                f"PASCAL-Context split file {str(split_file)!r} is missing. Expected layout:\n"
-                f"{LAYOUT}\n{WHERE}"
-            )
-        self.ids = [line.strip() for line in split_file.read_text().splitlines() if line.strip()]
-        if not self.ids:
-            raise ValueError(f"PASCAL-Context split file {str(split_file)!r} lists no ids")
+        self.ids = read_id_list(self.root / "ImageSets" / "Context" / f"{split}.txt", LAYOUT, WHERE)
         self.normal_ids = np.array(
             sorted(protocol()["normals_valid_context_classes"]["ids"].values())
         )
@@ -224,11 +216,6 @@ class PascalContextMTDataset(MultiTaskDataset):
             sample["normals"] = decode_normals(rgb) * keep[..., None]
         if "edge" in self.tasks:
             sample["edge"] = self._edge(sample_id)
-        for task in self.tasks:
-            if sample[task].shape[:2] != shape:
-                raise ValueError(
-                    f"PASCAL-Context sample {sample_id!r}: {task} map is {sample[task].shape[:2]} "
-                    f"but the image is {shape}"
-                )
+        self.check_map_sizes(sample, sample_id)
         sample["meta"] = dict(name=sample_id, ori_shape=shape, index=index)
         return sample

@@ -29,6 +29,12 @@ def _caption(tile: np.ndarray, text: str) -> np.ndarray:
     return np.concatenate([bar, tile], axis=0)
 
 
+def _enlarged_shape(image: np.ndarray, min_height: int) -> tuple[int, int]:
+    """The image's size times the smallest integer factor reaching ``min_height`` rows."""
+    factor = max(1, -(-min_height // image.shape[0]))
+    return image.shape[0] * factor, image.shape[1] * factor
+
+
 def _fit(tile: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     if tile.shape[:2] == shape:
         return tile
@@ -58,8 +64,7 @@ def make_grid(
             height so the pictures stay readable.
     """
     num_classes = num_classes or {}
-    factor = max(1, -(-min_height // image.shape[0]))
-    shape = (image.shape[0] * factor, image.shape[1] * factor)
+    shape = _enlarged_shape(image, min_height)
     image = _fit(image, shape)
     top = [_caption(image, "input")]
     bottom = [_caption(np.full_like(image, 255), "")]
@@ -119,8 +124,7 @@ def make_overlay_grid(image: np.ndarray, maps: dict, num_classes: dict[str, int]
         num_classes: task → class count for stable palettes.
     """
     num_classes = num_classes or {}
-    factor = max(1, -(-192 // image.shape[0]))
-    shape = (image.shape[0] * factor, image.shape[1] * factor)
+    shape = _enlarged_shape(image, 192)
     base = _fit(image, shape)
     tiles = [_caption(base, "input")]
     for task, value in maps.items():

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from vision_mtl.datasets.base import MultiTaskDataset
-from vision_mtl.datasets.nyud import read_png
+from vision_mtl.datasets.nyud import read_image_file
 from vision_mtl.registry import DATASETS
 
 LAYOUT = """cityscapes/
@@ -130,13 +130,15 @@ class CityscapesMTDataset(MultiTaskDataset):
     def load_sample(self, index: int) -> dict:
         """Read and decode the image and every requested task of sample ``index``."""
         stem = self.stems[index]
-        sample: dict = {"image": read_png(self.path("leftImg8bit", stem), color=True)}
+        sample: dict = {"image": read_image_file(self.path("leftImg8bit", stem), color=True)}
         if "semseg" in self.tasks:
-            raw = read_png(self._require(self.path("gtFine", stem), stem, "semseg"), color=False)
+            raw = read_image_file(
+                self._require(self.path("gtFine", stem), stem, "semseg"), color=False
+            )
             sample["semseg"] = LABEL_LOOKUP[raw.astype(np.uint8)]
         if "disparity" in self.tasks or "depth" in self.tasks:
             path = self._require(self.path("disparity", stem), stem, "disparity")
-            disparity = decode_disparity(read_png(path, color=False))
+            disparity = decode_disparity(read_image_file(path, color=False))
             if "disparity" in self.tasks:
                 sample["disparity"] = disparity
             if "depth" in self.tasks:

@@ -54,8 +54,9 @@ FILES = {
 }
 
 
-def read_png(path: Path, color: bool) -> np.ndarray:
-    """Read a PNG as RGB (``color``) or single channel, unchanged bit depth; errors name the file."""
+def read_image_file(path: Path, color: bool) -> np.ndarray:
+    """Read an image file (PNG, JPEG) as RGB (``color``) or single channel at its own bit depth;
+    errors name the file."""
     flag = cv2.IMREAD_COLOR if color else cv2.IMREAD_UNCHANGED
     image = cv2.imread(str(path), flag)
     if image is None:
@@ -130,7 +131,7 @@ class NYUDv2Dataset(MultiTaskDataset):
         """Read and decode the image and every requested task of sample ``index``."""
         sample_id = self.ids[index]
         image_path = self.path("image", sample_id)
-        sample: dict = {"image": read_png(image_path, color=True)}
+        sample: dict = {"image": read_image_file(image_path, color=True)}
         for task in self.tasks:
             path = self.path(task, sample_id)
             if not path.is_file():
@@ -139,16 +140,16 @@ class NYUDv2Dataset(MultiTaskDataset):
                     f"Expected layout:\n{LAYOUT}"
                 )
             if task == "semseg":
-                sample[task] = decode_segmentation(read_png(path, color=False), path)
+                sample[task] = decode_segmentation(read_image_file(path, color=False), path)
             elif task == "depth":
                 depth = np.load(path, allow_pickle=False)
                 if depth.ndim != 2:
                     raise ValueError(f"{str(path)!r}: depth must be H×W, got shape {depth.shape}")
                 sample[task] = np.nan_to_num(depth.astype(np.float32), nan=0.0, posinf=0.0)
             elif task == "normals":
-                sample[task] = decode_normals(read_png(path, color=True))
+                sample[task] = decode_normals(read_image_file(path, color=True))
             else:
-                sample[task] = (read_png(path, color=False) > 127).astype(np.uint8)
+                sample[task] = (read_image_file(path, color=False) > 127).astype(np.uint8)
         self.check_map_sizes(sample, sample_id)
         sample["meta"] = dict(name=sample_id, ori_shape=sample["image"].shape[:2], index=index)
         return sample

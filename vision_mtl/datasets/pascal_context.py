@@ -37,7 +37,7 @@ import numpy as np
 from PIL import Image
 
 from vision_mtl.datasets.base import MultiTaskDataset, read_id_list
-from vision_mtl.datasets.nyud import decode_normals, read_png
+from vision_mtl.datasets.nyud import decode_normals, read_image_file
 from vision_mtl.engine.checkpoint import atomic_write_bytes
 from vision_mtl.registry import DATASETS
 
@@ -183,7 +183,7 @@ class PascalContextMTDataset(MultiTaskDataset):
     def _edge(self, sample_id: str) -> np.ndarray:
         cached = self.edge_cache / f"{sample_id}.png"
         if cached.is_file():
-            return (read_png(cached, color=False) > 0).astype(np.uint8)
+            return (read_image_file(cached, color=False) > 0).astype(np.uint8)
         edge = edges_from_label_map(self._label_map(sample_id, "edge"))
         ok, encoded = cv2.imencode(".png", edge * 255)
         if ok:
@@ -193,7 +193,7 @@ class PascalContextMTDataset(MultiTaskDataset):
     def load_sample(self, index: int) -> dict:
         """Read and decode the image and every requested task of sample ``index``."""
         sample_id = self.ids[index]
-        image = read_png(self._file("JPEGImages/{id}.jpg", sample_id, "image"), color=True)
+        image = read_image_file(self._file("JPEGImages/{id}.jpg", sample_id, "image"), color=True)
         shape = image.shape[:2]
         sample: dict = {"image": image}
         if "semseg" in self.tasks:
@@ -208,10 +208,14 @@ class PascalContextMTDataset(MultiTaskDataset):
             anno = load_mat(self._file("human_parts/{id}.mat", sample_id, "human_parts"))
             sample["human_parts"] = decode_human_parts(anno, shape, self.no_parts_value)
         if "saliency" in self.tasks:
-            sal = read_png(self._file("sal_distill/{id}.png", sample_id, "saliency"), color=False)
+            sal = read_image_file(
+                self._file("sal_distill/{id}.png", sample_id, "saliency"), color=False
+            )
             sample["saliency"] = (sal.astype(np.float32) / 255.0 > 0.5).astype(np.uint8)
         if "normals" in self.tasks:
-            rgb = read_png(self._file("normals_distill/{id}.png", sample_id, "normals"), color=True)
+            rgb = read_image_file(
+                self._file("normals_distill/{id}.png", sample_id, "normals"), color=True
+            )
             keep = np.isin(self._label_map(sample_id, "normals"), self.normal_ids)
             sample["normals"] = decode_normals(rgb) * keep[..., None]
         if "edge" in self.tasks:

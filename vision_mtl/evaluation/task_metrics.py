@@ -14,13 +14,14 @@ Two reasons for this shape:
   valid pixel.
 
 The concrete metrics live in :mod:`.seg_metrics`, :mod:`.dense_metrics` and
-:mod:`.edge_saliency`.
+:mod:`.saliency` and :mod:`.boundary`.
 """
 
 from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
 from typing import Any, ClassVar
 
 import numpy as np
@@ -139,6 +140,27 @@ def nanmean(values: np.ndarray) -> float:
     return float(kept.mean()) if kept.size else float("nan")
 
 
+def resolve_pending(results: list) -> list:
+    """Replace every :class:`~concurrent.futures.Future` in a result list by its value.
+
+    Metrics that compute in worker processes append futures in ``process`` and resolve them
+    right before mmengine gathers ``results`` across ranks (futures do not pickle). Nested
+    lists and dicts, as :class:`MultiTaskMetric` stores them, are walked too.
+    """
+
+    def resolve(item: Any) -> Any:
+        if isinstance(item, Future):
+            return item.result()
+        if isinstance(item, list):
+            return [resolve(v) for v in item]
+        if isinstance(item, dict):
+            return {k: resolve(v) for k, v in item.items()}
+        return item
+
+    results[:] = [resolve(item) for item in results]
+    return results
+
+
 class TaskMetric(BaseMetric):
     """Base class of the per-task metrics: one task, one statistic per image, split-level sums.
 
@@ -166,6 +188,11 @@ class TaskMetric(BaseMetric):
         """Append one statistic per sample of the batch to ``self.results``."""
         for sample in data_samples:
             self.results.append(self.sample_stats(*sample_pair(sample, self.task)))
+
+    def evaluate(self, size: int) -> dict:
+        """Wait for statistics computed in worker processes, then gather and reduce."""
+        resolve_pending(self.results)
+        return super().evaluate(size)
 
     @abstractmethod
     def sample_stats(self, pred: np.ndarray, gt: np.ndarray) -> Any:

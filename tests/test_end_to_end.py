@@ -75,12 +75,13 @@ def test_train_save_resume_evaluate_infer(capfd, trained, tmp_path):
             "--max-show",
             "3",
             "--trivial-baseline",
+            "--per-class",
         ]
     )
     saved = json.loads(out.read_text())
-    for key in ("semseg/mIoU", "depth/rmse", "normals/mean", "edge/F"):
+    for key in ("semseg/mIoU", "depth/rmse", "normals/mean", "edge/odsF"):
         assert math.isfinite(saved["model"][key]) and math.isfinite(saved["trivial"][key])
-    assert saved["trivial"]["edge/F"] == 0.0  # an all-zero boundary map finds nothing
+    assert saved["trivial"]["edge/odsF"] == 0.0  # an all-zero boundary map finds nothing
     assert columns["model"]["semseg/mIoU"] == pytest.approx(saved["model"]["semseg/mIoU"])
     pngs = sorted(shows.glob("*.png"))
     assert len(pngs) == 3
@@ -164,7 +165,13 @@ def test_pascal_task_set_trains_and_evaluates(tmp_path):
     runner = build_train_runner(cfg)
     runner.train()
     metrics = runner.val_loop.run()
-    for key in ("human_parts/mIoU", "saliency/maxF", "semseg/mIoU", "normals/mean", "edge/F"):
+    for key in (
+        "human_parts/mIoU",
+        "saliency/maxF",
+        "semseg/mIoU",
+        "normals/mean",
+        "edge/odsF_approx",
+    ):
         assert math.isfinite(metrics[key]), key
     losses = runner.message_hub.log_scalars
     assert {"train/loss_human_parts", "train/loss_saliency"} <= set(losses)

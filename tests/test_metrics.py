@@ -12,7 +12,6 @@ from mmengine.evaluator import Evaluator
 from vision_mtl.evaluation import (
     DEFAULT_THRESHOLDS,
     DepthMetric,
-    EdgeFMetric,
     MultiTaskMetric,
     NormalsMetric,
     SaliencyMetric,
@@ -216,7 +215,7 @@ def test_saliency_maxf_by_hand():
     assert out["maxF"] == pytest.approx(max(f) * 100)
     assert out["maxF"] == pytest.approx(0.975 / 1.225 * 100)
     assert out["threshold"] == 0.35
-    assert out["maxIoU"] == pytest.approx(75.0)  # 3 / (3 + 1 + 0)
+    assert out["max_mIoU"] == pytest.approx(75.0)  # t = 0.35: 3 / (3 + 1 + 0), one image
 
 
 def test_saliency_threshold_is_inclusive_and_grid_exact():
@@ -230,10 +229,20 @@ def test_saliency_sigmoid_quirk_and_empty_prediction():
     pred, gt = np.zeros((2, 2)), np.ones((2, 2), np.int64)
     assert run(SaliencyMetric(), [sample(saliency=(pred, gt))])["maxF"] == 0.0
     # sigmoid(0) = 0.5 passes 0.45 but not 0.55: the InvPT quirk's few effective thresholds
-    quirk = SaliencyMetric(thresholds=[0.45, 0.55], input_sigmoid=True)
+    quirk = SaliencyMetric(thresholds=[0.45, 0.55], protocol="invpt")
     out = run(quirk, [sample(saliency=(pred, gt))])
     assert out["maxF"] == pytest.approx(100.0)
     assert out["threshold"] == 0.45
+
+
+def test_saliency_max_miou_averages_images_and_protocol_is_checked():
+    # image 1: t = 0.5 gives IoU 1/2; image 2 has nothing salient and predicts nothing: IoU 1.
+    a = sample(saliency=(np.array([[0.9, 0.1, 0.6]]), np.array([[1, 1, 0]])))
+    b = sample(saliency=(np.zeros((1, 3)), np.zeros((1, 3), np.int64)))
+    out = run(SaliencyMetric(thresholds=[0.5]), [a, b])
+    assert out["max_mIoU"] == pytest.approx((1 / 3 + 1) / 2 * 100)  # TP 1, FP 1, FN 1
+    with pytest.raises(ValueError, match="protocol must be 'standard' or 'invpt'"):
+        SaliencyMetric(protocol="mtl")
 
 
 def test_saliency_rejects_logits_and_bad_labels():
@@ -241,60 +250,6 @@ def test_saliency_rejects_logits_and_bad_labels():
         SaliencyMetric().process({}, [sample(saliency=(np.full((2, 2), 3.0), np.ones((2, 2))))])
     with pytest.raises(ValueError, match="saliency.*0/1"):
         SaliencyMetric().process({}, [sample(saliency=(np.zeros((2, 2)), np.full((2, 2), 2)))])
-
-
-# ---------------------------------------------------------------- edge
-def line_map(col: int, size: int = 20, value: float = 1.0, rows=slice(None)) -> np.ndarray:
-    m = np.zeros((size, size))
-    m[rows, col] = value
-    return m
-
-
-GT_LINE = line_map(10).astype(np.int64)
-
-
-def edge_out(pred: np.ndarray, gt: np.ndarray = GT_LINE, **kwargs) -> dict:
-    return run(EdgeFMetric(**kwargs), [sample(edge=(pred, gt))])
-
-
-def test_edge_radius_from_diagonal():
-    metric = EdgeFMetric()
-    assert metric.radius(20, 20) == 1  # 0.011 × 28.3 = 0.31, at least 1
-    assert metric.radius(425, 560) == 8  # NYUD: 0.011 × 703 = 7.7
-    assert EdgeFMetric(max_dist=0.1).radius(20, 20) == 3
-
-
-def test_edge_perfect_shifted_and_empty():
-    assert edge_out(line_map(10))["F"] == pytest.approx(100.0)
-    assert edge_out(line_map(11))["F"] == pytest.approx(100.0)  # within r = 1
-    assert edge_out(line_map(12))["F"] == 0.0  # 2 px > r
-    assert edge_out(line_map(13, value=1.0), max_dist=0.1)["F"] == pytest.approx(100.0)  # r = 3
-    assert edge_out(line_map(14), max_dist=0.1)["F"] == 0.0
-    empty = edge_out(np.zeros((20, 20)))
-    assert (empty["F"], empty["P"], empty["R"]) == (0.0, 0.0, 0.0)
-
-
-def test_edge_thick_prediction_buys_no_precision():
-    # An everywhere-on map: all 20 gt pixels are matched, but by at most 20 of 400 predictions.
-    out = edge_out(np.ones((20, 20)))
-    assert out["R"] == pytest.approx(100.0)
-    assert out["P"] == pytest.approx(5.0)
-    assert out["F"] == pytest.approx(2 * 0.05 / 1.05 * 100)
-
-
-def test_edge_partial_recall_best_threshold_and_ignore():
-    pred = line_map(10, value=0.7, rows=slice(0, 10))  # half of the line, confidently
-    pred[3, 0] = 0.3  # a far false positive that only low thresholds keep
-    gt = GT_LINE.copy()
-    gt[15:, 15:] = 255
-    pred[18, 18] = 1.0  # inside the ignored region: not a prediction
-    out = edge_out(pred, gt)
-    assert out["P"] == pytest.approx(100.0)
-    # 11 gt pixels lie within r = 1 of the 10 predicted ones, but one-to-one matching can pair
-    # at most 10: matched = min(10, 11).
-    assert out["R"] == pytest.approx(50.0)
-    assert out["F"] == pytest.approx(2 * 0.5 / 1.5 * 100)
-    assert 0.3 < out["threshold"] <= 0.7
 
 
 # ---------------------------------------------------------------- multitask
@@ -368,9 +323,13 @@ def test_multitask_overrides_and_registry_build():
     )
     assert metric.metrics["human_parts"].num_classes == 3
     assert metric.metrics["edge"].max_dist == 0.1
-    out = run(metric, [sample(human_parts=(SEG_PRED, SEG_GT), edge=(line_map(13), GT_LINE))])
+    outline = np.zeros((40, 40), np.int64)
+    outline[8:32, 20] = 1  # a line away from the border, which suppression keeps whole
+    out = run(
+        metric, [sample(human_parts=(SEG_PRED, SEG_GT), edge=(outline.astype(float), outline))]
+    )
     assert out["human_parts/mIoU"] == pytest.approx(SEG_MIOU)
-    assert out["edge/F"] == pytest.approx(100.0)
+    assert out["edge/odsF"] == pytest.approx(100.0)
 
 
 def test_primary_metrics_of_every_task_are_reported():
@@ -428,7 +387,9 @@ def test_multitask_takes_class_counts_from_dataset_meta():
 
 
 def test_compute_delta_m_standalone_and_missing_metric():
-    out = compute_delta_m({"normals/mean": 18.0, "edge/F": 80.0}, {"normals": 20.0, "edge": 80.0})
+    out = compute_delta_m(
+        {"normals/mean": 18.0, "edge/odsF": 80.0}, {"normals": 20.0, "edge": 80.0}
+    )
     assert out["normals/delta"] == pytest.approx(10.0)
     assert out["edge/delta"] == 0.0
     assert out["multitask/delta_m"] == pytest.approx(5.0)

@@ -21,10 +21,13 @@ TINY_VIT = dict(
 @pytest.mark.parametrize(
     "name, keys",
     [
-        ("baseline_vit-b16_2xb-40k_nyud-448x576.py", ("depth/rmse", "normals/mean", "edge/F")),
+        (
+            "baseline_vit-b16_2xb-40k_nyud-448x576.py",
+            ("depth/rmse", "edge/odsF_approx", "multitask/delta_m_approx"),
+        ),
         (
             "baseline_vit-b16_2xb-40k_pascal-512x512.py",
-            ("human_parts/mIoU", "saliency/maxF", "edge/F"),
+            ("saliency/maxF", "edge/odsF_approx", "multitask/delta_m_approx"),
         ),
         ("baseline_vit-b16_2xb-40k_cityscapes-512x1024.py", ("semseg/mIoU", "disparity/rmse")),
     ],

@@ -65,7 +65,7 @@ def test_trivial_predictors_are_fitted_and_scored():
     metric = MultiTaskMetric(tasks=train.tasks)
     metric.dataset_meta = val.metainfo
     result = evaluate_trivial(stats, loader, metric)
-    assert result["edge/F"] == 0.0 and 0 < result["semseg/mIoU"] < 100
+    assert result["edge/odsF"] == 0.0 and 0 < result["semseg/mIoU"] < 100
     assert result["normals/mean"] > 5
 
 

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 from mmengine.evaluator import BaseMetric
 
+from vision_mtl.evaluation.task_metrics import resolve_pending
 from vision_mtl.registry import METRICS, SCOPE
 from vision_mtl.tasks import get_task
 
@@ -42,7 +43,9 @@ def compute_delta_m(
 
     Returns:
         ``<task>/delta`` per task (its signed relative change in percent) and
-        ``multitask/delta_m``, their mean.
+        ``multitask/delta_m``, their mean. Where a task reports only an approximate primary
+        metric (``<metric>_approx``, the fast boundary mode), that value is used and every
+        returned key gets the ``_approx`` suffix too.
 
     Raises:
         ValueError: no baselines, a baseline that is zero or not finite, or a task whose primary
@@ -51,10 +54,13 @@ def compute_delta_m(
     if not baselines:
         raise ValueError("Δm needs at least one single-task baseline")
     out: dict[str, float] = {}
+    approximate = False
     for task, base in baselines.items():
         spec = get_task(task)
         base = _check_baseline(task, base)
         key = f"{task}/{spec.primary_metric}"
+        if key not in metrics and f"{key}_approx" in metrics:
+            key, approximate = f"{key}_approx", True
         if key not in metrics:
             raise ValueError(
                 f"a baseline is given for task {task!r} but the results have no {key!r}; "
@@ -63,6 +69,8 @@ def compute_delta_m(
         sign = 1.0 if spec.higher_is_better else -1.0
         out[f"{task}/delta"] = sign * (float(metrics[key]) - base) / abs(base) * 100
     out["multitask/delta_m"] = sum(out.values()) / len(baselines)
+    if approximate:  # an approximate input (fast boundary mode) makes Δm approximate too
+        out = {f"{k}_approx": v for k, v in out.items()}
     return out
 
 
@@ -217,6 +225,11 @@ class MultiTaskMetric(BaseMetric):
                 item[task] = metric.results[start:]
                 del metric.results[start:]
             self.results.append(item)
+
+    def evaluate(self, size: int) -> dict:
+        """Wait for sub-metrics that score in worker processes, then gather and reduce."""
+        resolve_pending(self.results)
+        return super().evaluate(size)
 
     def compute_metrics(self, results: list) -> dict[str, float]:
         """Split the gathered items by task, reduce each with its sub-metric, add Δm."""

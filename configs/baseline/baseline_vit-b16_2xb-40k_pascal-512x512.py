@@ -6,6 +6,7 @@ _base_ = [
     "../_base_/datasets/pascal_context.py",
     "../_base_/schedules/adam-poly_40k.py",
     "../_base_/default_runtime.py",
+    "../_base_/delta_m/single-task_vit-b16_pascal.py",
 ]
 
 model = dict(
@@ -29,3 +30,7 @@ model = dict(
     ),
 )
 default_hooks = dict(checkpoint=dict(interval=4000))
+
+# Δm against the published single-task ViT-B/16 figures (see the base file for their caveats).
+val_evaluator = dict(baselines=_base_.single_task_baselines)
+test_evaluator = dict(baselines=_base_.single_task_baselines)

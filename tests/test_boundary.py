@@ -120,25 +120,35 @@ def _pyedgeeval_single(sample: dict):
     )
 
 
-@pytest.mark.parametrize("matcher", ["maximum", "csa"])
-def test_agrees_with_pyedgeeval_evaluator(matcher):
-    """Same suppressed maps through pyEdgeEval's BSDS-style evaluator and through ours."""
-    data = SynthScenesDataset(split="val", num_samples=3, tasks=["edge"], image_size=(96, 128))
+def test_agrees_with_pyedgeeval_evaluator():
+    """Same suppressed maps through pyEdgeEval's BSDS-style evaluator and through ours.
+
+    With the CSA matcher both run the same algorithm: odsF and oisF agree to 1e-3 (not exactly:
+    the matcher's random outlier graph makes each call a little different). The maximum matching
+    is the optimum CSA approximates, so it is never below and only slightly above.
+    """
+    data = SynthScenesDataset(split="val", num_samples=8, tasks=["edge"], image_size=(96, 128))
     thresholds = protocol.protocol_thresholds()
-    ours, jobs = [], []
+    ours: dict[str, list] = {"csa": [], "maximum": []}
+    jobs = []
     for i in range(len(data)):
         gt = data.load_sample(i)["edge"].reshape(96, 128).astype(bool)
         nms = protocol.suppress(protocol.to_uint8(_noisy_prediction(gt, i))) / 255.0
         jobs.append(dict(name=str(i), pred=nms, gt=gt, thresholds=thresholds, max_dist=0.011))
-        counts, _ = protocol.evaluate_image(
-            nms, gt, thresholds, 0.011, apply_nms=False, matcher=matcher
-        )
-        ours.append(counts)
+        for matcher, counts in ours.items():
+            counts.append(
+                protocol.evaluate_image(
+                    nms, gt, thresholds, 0.011, apply_nms=False, matcher=matcher
+                )[0]
+            )
     _, _, theirs = calculate_metrics(_pyedgeeval_single, list(thresholds), jobs, nproc=1)
-    mine = protocol.summarize(ours, thresholds)
-    assert abs(mine["odsF"] - theirs["ODS_f1"]) <= 1e-3
-    assert abs(mine["oisF"] - theirs["OIS_f1"]) <= 1e-3
-    assert 0.3 < mine["odsF"] < 0.99  # a real, imperfect case
+    csa = protocol.summarize(ours["csa"], thresholds)
+    assert abs(csa["odsF"] - theirs["ODS_f1"]) <= 1e-3
+    assert abs(csa["oisF"] - theirs["OIS_f1"]) <= 1e-3
+    maximum = protocol.summarize(ours["maximum"], thresholds)
+    for mine, key in ((maximum["odsF"], "ODS_f1"), (maximum["oisF"], "OIS_f1")):
+        assert theirs[key] - 1e-9 <= mine <= theirs[key] + 3e-3
+    assert 0.3 < maximum["odsF"] < 0.99  # a real, imperfect case
 
 
 def test_worker_processes_give_the_in_process_result():

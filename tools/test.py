@@ -29,6 +29,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="also score the trivial predictors (majority class, mean depth, ...) and compare",
     )
+    parser.add_argument(
+        "--per-class",
+        action="store_true",
+        help="also print the per-class IoU of class tasks (always written by --out)",
+    )
     parser.add_argument("--cfg-options", nargs="+", action=DictAction)
     parser.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none")
     parser.add_argument("--local_rank", "--local-rank", type=int, default=0, help=argparse.SUPPRESS)
@@ -49,7 +54,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.trivial_baseline:
         columns["trivial"] = evaluate_config_trivial(cfg)
     if is_main_process():
-        print(format_metrics_table(metrics, columns=columns))
+        print(format_metrics_table(metrics, columns=columns, per_class=args.per_class))
         if args.out:
             write_json({name: dict(values) for name, values in columns.items()}, args.out)
     return columns

@@ -1,0 +1,177 @@
+"""Time the boundary benchmark on an NYUD-v2-sized split, and compare it with pyEdgeEval's own.
+
+``python tools/benchmark_boundary.py [--images 654] [--size 425x560] [--nproc 2]
+[--reference-images 20] [--out docs/benchmarks/boundary.json]``
+
+Ground truth: the boundary maps of SynthScenes val scenes rendered at ``--size``. Predictions:
+what an edge network outputs, roughly — the ground truth blurred (Gaussian, ``--blur`` pixels),
+scaled to peak 1, plus per-pixel Gaussian noise (``--noise``), clipped to [0, 1]. Each image's
+noise is seeded by its index, so every run scores the same split.
+
+Timed, from the first image handed to :class:`~vision_mtl.evaluation.BoundaryMetric` to the
+final numbers, with ``--nproc`` worker processes:
+
+* ``full``: the published protocol (101 thresholds, CSA matcher where the count is not already
+  determined);
+* ``fast``: the validation mode (9 thresholds, maximum-matching counts).
+
+Then pyEdgeEval's BSDS-style evaluator (``calculate_metrics`` over
+``evaluate_boundaries_threshold``: CSA at every threshold) scores the first
+``--reference-images`` images from the same suppressed maps, and so does ``full``; both results
+and their difference are reported. Figures go to stdout and to ``--out`` as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+import cv2
+import numpy as np
+
+from vision_mtl.apis.runner import write_json
+from vision_mtl.datasets.synthscenes import sample_key
+from vision_mtl.datasets.synthscenes_render import render_scene
+from vision_mtl.evaluation import BoundaryMetric
+from vision_mtl.evaluation import boundary_protocol as protocol
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``'425x560'`` -> ``(425, 560)``."""
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like 425x560, got {text!r}") from None
+    return height, width
+
+
+def make_pair(index: int, size: tuple[int, int], blur: float, noise: float):
+    """Ground-truth boundaries of val scene ``index`` and a noisy blurred prediction of them."""
+    gt = render_scene(sample_key(0, "val", index), size)["edge"].reshape(size).astype(bool)
+    rng = np.random.default_rng(index)
+    prob = cv2.GaussianBlur(gt.astype(np.float32), (0, 0), blur)
+    prob = prob / max(float(prob.max()), 1e-6) + rng.normal(0.0, noise, gt.shape)
+    return np.clip(prob, 0.0, 1.0), gt.astype(np.uint8)
+
+
+def score(samples: list, mode: str, nproc: int, max_dist: float) -> tuple[dict, float]:
+    """Run the metric as a validation loop would; returns (results, wall seconds)."""
+    metric = BoundaryMetric(max_dist=max_dist, mode=mode, nproc=nproc, prefix="")
+    # Start the workers before the clock: a training run pays that once, not per validation.
+    for _ in range(2 * max(nproc, 1)):
+        metric.process(None, samples[:1])
+    metric.evaluate(2 * max(nproc, 1))
+    start = time.perf_counter()
+    for sample in samples:
+        metric.process(None, [sample])
+    results = metric.evaluate(len(samples))
+    return results, time.perf_counter() - start
+
+
+def _reference_single(sample: dict):
+    from pyEdgeEval.common.binary_label.evaluate_boundaries import evaluate_boundaries_threshold
+
+    return evaluate_boundaries_threshold(
+        thresholds=sample["thresholds"],
+        pred=sample["pred"],
+        gt=sample["gt"],
+        max_dist=sample["max_dist"],
+        apply_thinning=True,
+        apply_nms=False,
+    )
+
+
+def reference(samples: list, nproc: int, max_dist: float) -> tuple[dict, dict, float]:
+    """pyEdgeEval's evaluator and the full protocol on the same suppressed 8-bit maps."""
+    from pyEdgeEval.common.binary_label.calculate_metrics import calculate_metrics
+
+    thresholds = protocol.protocol_thresholds()
+    suppressed = [protocol.suppress(protocol.to_uint8(s["pred"]["edge"])) for s in samples]
+    jobs = [
+        dict(
+            name=str(i),
+            pred=nms / 255.0,
+            gt=s["gt"]["edge"].astype(bool),
+            thresholds=thresholds,
+            max_dist=max_dist,
+        )
+        for i, (nms, s) in enumerate(zip(suppressed, samples, strict=True))
+    ]
+    start = time.perf_counter()
+    _, _, overall = calculate_metrics(_reference_single, list(thresholds), jobs, nproc=nproc)
+    seconds = time.perf_counter() - start
+    ours = protocol.summarize(
+        [
+            protocol.evaluate_image(j["pred"], j["gt"], thresholds, max_dist, apply_nms=False)[0]
+            for j in jobs
+        ],
+        thresholds,
+    )
+    theirs = {"odsF": overall["ODS_f1"], "oisF": overall["OIS_f1"], "AP": overall["AP"]}
+    return theirs, ours, seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=int, default=654)
+    parser.add_argument("--size", type=parse_size, default=(425, 560))
+    parser.add_argument("--max-dist", type=float, default=0.011)
+    parser.add_argument("--blur", type=float, default=1.5)
+    parser.add_argument("--noise", type=float, default=0.08)
+    parser.add_argument("--nproc", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--reference-images", type=int, default=20)
+    parser.add_argument("--modes", nargs="+", default=["full", "fast"], choices=["full", "fast"])
+    parser.add_argument("--out", default="work_dirs/benchmarks/boundary.json")
+    args = parser.parse_args()
+
+    start = time.perf_counter()
+    with ProcessPoolExecutor(args.nproc) as pool:
+        pairs = list(
+            pool.map(
+                make_pair,
+                range(args.images),
+                *zip(*[(args.size, args.blur, args.noise)] * args.images, strict=True),
+            )
+        )
+    print(f"rendered {args.images} ground-truth maps in {time.perf_counter() - start:.0f} s")
+    samples = [
+        {"pred": {"edge": prob}, "gt": {"edge": gt}, "meta": {"name": f"{i:06d}"}}
+        for i, (prob, gt) in enumerate(pairs)
+    ]
+    report: dict = {
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "split": {
+            "images": args.images,
+            "size": list(args.size),
+            "max_dist": args.max_dist,
+            "prediction": f"gt blurred sigma {args.blur}, noise sigma {args.noise}, clipped",
+        },
+        "nproc": args.nproc,
+    }
+    for mode in args.modes:
+        results, seconds = score(samples, mode, args.nproc, args.max_dist)
+        report[mode] = {"seconds": round(seconds, 1), "results": results}
+        print(f"{mode}: {seconds:.1f} s  {results}")
+    if args.reference_images:
+        theirs, ours, seconds = reference(
+            samples[: args.reference_images], args.nproc, args.max_dist
+        )
+        diff = {k: ours[k] - theirs[k] for k in theirs}
+        report["reference"] = {
+            "images": args.reference_images,
+            "pyedgeeval": theirs,
+            "vision_mtl_full": {k: ours[k] for k in theirs},
+            "difference": diff,
+            "pyedgeeval_seconds": round(seconds, 1),
+        }
+        print(f"reference on {args.reference_images} images: pyEdgeEval {theirs}")
+        print(f"  vision_mtl full {ours}\n  difference {diff}")
+    write_json(report, args.out)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

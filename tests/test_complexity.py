@@ -1,0 +1,63 @@
+"""Parameter and MAC counting, checked by hand, and tools/get_flops.py on a real config."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from conftest import QUICKSTART, TINY_OPTIONS, load_tool
+from torch import nn
+
+from vision_mtl.complexity import count_macs, count_parameters
+
+
+class Toy(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.backbone = nn.Conv2d(3, 8, 3, padding=1)
+        self.decoder = nn.Linear(8, 8)
+        self.heads = nn.ModuleDict({"a": nn.Linear(8, 2), "b": nn.Linear(8, 1)})
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.backbone(x).flatten(2).transpose(1, 2)  # B × 256 × 8
+        q = k = v = self.decoder(tokens).unsqueeze(1)  # one head of width 8
+        attn = F.scaled_dot_product_attention(q, k, v).squeeze(1)
+        return torch.cat([head(attn) for head in self.heads.values()], dim=-1)
+
+
+def test_macs_by_hand_including_attention_and_uncalled_containers():
+    macs = count_macs(Toy(), torch.zeros(1, 3, 16, 16))
+    assert macs["backbone"] == 8 * 3 * 9 * 256  # conv: out × in × k² × positions
+    assert macs["decoder"] == 256 * 8 * 8
+    assert macs["heads"] == 256 * 8 * (2 + 1)  # the ModuleDict is never called itself
+    assert macs["other"] == 2 * 256 * 256 * 8  # q @ kᵀ and attn @ v, seen on the MATH backend
+    assert macs["total"] == sum(v for k, v in macs.items() if k != "total")
+
+
+def test_parameters_per_component():
+    params = count_parameters(Toy())
+    assert params == {
+        "backbone": 8 * 3 * 9 + 8,
+        "decoder": 8 * 8 + 8,
+        "heads": 8 * 2 + 2 + 8 + 1,
+        "other": 0,
+        "total": 224 + 72 + 27,
+    }
+
+
+def test_get_flops_tool_on_a_real_config(tmp_path):
+    widths, depths = TINY_OPTIONS["model.backbone.model_kwargs"]["widths"], (1, 1, 1, 1, 1)
+    options = [
+        f"model.backbone.model_kwargs.widths={widths}".replace(" ", ""),
+        f"model.backbone.model_kwargs.depths={depths}".replace(" ", ""),
+        "model.backbone.model_kwargs.head_dim=8",
+        "model.decoder.channels=16",
+    ]
+    result = load_tool("get_flops").main(
+        [str(QUICKSTART), "--shape", "32", "64", "--out", str(tmp_path / "c.json"), "--cfg-options"]
+        + options
+    )
+    assert result["input"] == [1, 3, 32, 64]
+    for table in (result["params"], result["macs"]):
+        assert table["total"] == sum(v for k, v in table.items() if k != "total")
+        assert min(table["backbone"], table["decoder"], table["heads"]) > 0
+    assert (tmp_path / "c.json").is_file()

@@ -33,6 +33,7 @@ def test_two_process_training_and_evaluation(tiny_cfg, tmp_path):
     assert "Distributed training: True" in log
     # 8 val images at batch 4 over 2 ranks: one batch per rank, results gathered on rank 0
     assert "Iter(val) [1/1]" in log and "semseg/mIoU" in log
+    assert "edge/odsF_approx" in log  # boundary counts from both ranks' worker pools
 
 
 def test_non_finite_loss_stops_ddp_before_any_update(tiny_cfg, tmp_path):

@@ -2,6 +2,13 @@
 
 from vision_mtl.models.decoders.base import DecoderOutput, MultiTaskDecoder
 from vision_mtl.models.decoders.baseline import BaselineDecoder
+from vision_mtl.models.decoders.cross_task_attention import CrossTaskAttentionDecoder
 from vision_mtl.models.decoders.heads import ConvHead
 
-__all__ = ["BaselineDecoder", "ConvHead", "DecoderOutput", "MultiTaskDecoder"]
+__all__ = [
+    "BaselineDecoder",
+    "ConvHead",
+    "CrossTaskAttentionDecoder",
+    "DecoderOutput",
+    "MultiTaskDecoder",
+]

@@ -141,7 +141,7 @@ def _thin_box(x: np.ndarray) -> np.ndarray:
 
 @dataclass
 class MatchLog:
-    """How the per-threshold counts of one image were obtained (reported by the benchmark)."""
+    """How the per-threshold counts of one image were obtained (for profiling and tests)."""
 
     thresholds: int = 0
     repeated: int = 0  # thinned map identical to the previous threshold's: counts reused

@@ -31,15 +31,11 @@ val_dataloader = dict(
 test_dataloader = val_dataloader
 
 # 0.0075 of the image diagonal: the PASCAL-Context boundary tolerance.
-val_evaluator = dict(
-    type="MultiTaskMetric",
-    tasks=["semseg", "human_parts", "saliency", "normals", "edge"],
-    # Validation watches boundaries with the fast, approximate mode (keys end in _approx).
-    metric_overrides=dict(edge=dict(max_dist=0.0075, mode="fast")),
-)
-# Testing scores them by the full published protocol (101 thresholds).
+# Testing scores boundaries by the full published protocol (101 thresholds).
 test_evaluator = dict(
     type="MultiTaskMetric",
     tasks=["semseg", "human_parts", "saliency", "normals", "edge"],
     metric_overrides=dict(edge=dict(max_dist=0.0075)),
 )
+# Validation watches them with the fast, approximate mode (keys end in _approx).
+val_evaluator = dict(test_evaluator, metric_overrides=dict(edge=dict(max_dist=0.0075, mode="fast")))

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vision_mtl.models.decoders.base import DecoderOutput, MultiTaskDecoder
-from vision_mtl.models.decoders.heads import conv_bn_relu
+from vision_mtl.models.decoders.layers import conv_bn_relu, upsample_steps
 from vision_mtl.registry import MODELS
 
 
@@ -46,20 +46,12 @@ class BaselineDecoder(MultiTaskDecoder):
         num_classes: dict[str, int] | None = None,
     ) -> None:
         super().__init__(in_channels, in_strides, tasks, num_classes)
-        finest = min(self.in_strides)
-        target = finest if out_stride is None else int(out_stride)
-        steps = 0
-        while finest // (2**steps) > target:
-            steps += 1
-        if target < 1 or finest % target or finest // (2**steps) != target:
-            raise ValueError(
-                f"BaselineDecoder: out_stride {out_stride} must be the finest input stride "
-                f"{finest} divided by a power of two"
-            )
+        steps, self.out_stride = upsample_steps(
+            type(self).__name__, min(self.in_strides), out_stride
+        )
         self.lateral = nn.ModuleList(conv_bn_relu(c, channels, 1) for c in self.in_channels)
         self.fuse = conv_bn_relu(channels * len(self.in_channels), channels)
         self.upsample = nn.ModuleList(conv_bn_relu(channels, channels) for _ in range(steps))
-        self.out_stride = target
         self.out_channels = {t: channels for t in self.tasks}
 
     def forward(self, features: Sequence[torch.Tensor]) -> DecoderOutput:

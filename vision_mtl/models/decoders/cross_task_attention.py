@@ -30,12 +30,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from vision_mtl.models.decoders.base import DecoderOutput, MultiTaskDecoder
-from vision_mtl.models.decoders.heads import conv_bn_relu
+from vision_mtl.models.decoders.layers import channel_norm, conv_bn_relu, resize
 from vision_mtl.registry import MODELS
-
-
-def _resize(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
 
 
 def _mean_pool(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -51,11 +47,6 @@ def _mean_pool(x: torch.Tensor, k: int) -> torch.Tensor:
     total = F.avg_pool2d(F.pad(x, (0, pad_w, 0, pad_h)), k, k)
     count = F.avg_pool2d(F.pad(ones, (0, pad_w, 0, pad_h)), k, k)
     return total / count
-
-
-def _channel_norm(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
-    """LayerNorm over the channels of a B×C×H×W map."""
-    return norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
 
 class JointAttention(nn.Module):
@@ -99,12 +90,12 @@ class JointAttention(nn.Module):
             # Resize each task's previous scores over its query grid, keys kept as channels.
             prev = prev.reshape(b, self.heads, self.tasks, ph, pw, keys)
             prev = prev.permute(0, 2, 1, 5, 3, 4).reshape(b * self.tasks, -1, ph, pw)
-            prev = _resize(prev, (qh, qw)).reshape(b, self.tasks, self.heads, keys, qh, qw)
+            prev = resize(prev, (qh, qw)).reshape(b, self.tasks, self.heads, keys, qh, qw)
             prev = prev.permute(0, 2, 1, 4, 5, 3).reshape(b, self.heads, -1, keys)
             scores = self.fuse_scores(torch.cat([scores, prev], dim=1))
         out = (scores.softmax(dim=-1) @ v).transpose(1, 2).reshape(b, -1, c)
         out = self.proj(out).transpose(1, 2)
-        outs = [_resize(o.reshape(b, c, qh, qw), (h, w)) for o in out.split(qh * qw, dim=2)]
+        outs = [resize(o.reshape(b, c, qh, qw), (h, w)) for o in out.split(qh * qw, dim=2)]
         return outs, (scores, (qh, qw))
 
 
@@ -122,7 +113,7 @@ class StageBlock(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
 
     def forward(self, maps: list[torch.Tensor], previous):
-        attended, scores = self.attn([_channel_norm(self.norm_attn, x) for x in maps], previous)
+        attended, scores = self.attn([channel_norm(self.norm_attn, x) for x in maps], previous)
         maps = [x + a for x, a in zip(maps, attended, strict=True)]
         out = []
         for x in maps:
@@ -239,7 +230,7 @@ class CrossTaskAttentionDecoder(MultiTaskDecoder):
         height = deepest.shape[-2] * self.in_strides[-1]
         width = deepest.shape[-1] * self.in_strides[-1]
         first = (-(-height // self.first_stride), -(-width // self.first_stride))
-        x = _resize(deepest, first) if deepest.shape[-2:] != first else deepest
+        x = resize(deepest, first) if deepest.shape[-2:] != first else deepest
         aux, maps = {}, []
         for task in self.tasks:
             prelim = self.preliminary[task](x)
@@ -254,10 +245,10 @@ class CrossTaskAttentionDecoder(MultiTaskDecoder):
                 if level is not None:
                     back = self.back[s - 1](features[level])
                     if back.shape[-2:] != maps[0].shape[-2:]:
-                        back = _resize(back, maps[0].shape[-2:])
+                        back = resize(back, maps[0].shape[-2:])
                     maps = [m + back for m in maps]
             maps, previous = stage(maps, previous)
-            joined = _channel_norm(self.stage_norms[s], torch.cat(maps, dim=1))
+            joined = channel_norm(self.stage_norms[s], torch.cat(maps, dim=1))
             outputs.append(list(joined.split(self.dims[s], dim=1)))
         size = (-(-height // self.out_stride), -(-width // self.out_stride))
         result = {}
@@ -265,6 +256,6 @@ class CrossTaskAttentionDecoder(MultiTaskDecoder):
             fused = 0
             for s, stage_maps in enumerate(outputs):
                 m = stage_maps[i] if s == 0 else self.to_out[s - 1][task](stage_maps[i])
-                fused = fused + _resize(m, size)
+                fused = fused + resize(m, size)
             result[task] = self.refine[task](fused)
         return DecoderOutput(features=result, aux_logits={"preliminary": aux})

@@ -5,16 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from vision_mtl.models.decoders.layers import conv_bn_relu
 from vision_mtl.registry import MODELS
-
-
-def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 3) -> nn.Sequential:
-    """Conv → BatchNorm → ReLU, the unit every decoder here is built from."""
-    return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False),
-        nn.BatchNorm2d(out_channels),
-        nn.ReLU(inplace=True),
-    )
 
 
 @MODELS.register_module()

@@ -32,6 +32,35 @@ TINY_OPTIONS = {
     "param_scheduler": [dict(type="ConstantLR", factor=1.0, by_epoch=False)],
 }
 
+# Real timm backbones at toy size: name, out_indices, model kwargs (inputs 32x48 for the ViT,
+# 32x64 otherwise).
+TINY_BACKBONES = {
+    "vit": (
+        "vit_tiny_patch16_224",
+        [0, 1],
+        dict(
+            img_size=(32, 48),
+            embed_dim=32,
+            depth=2,
+            num_heads=2,
+            patch_size=8,
+            dynamic_img_size=True,
+        ),
+    ),
+    "swin": (
+        "swin_tiny_patch4_window7_224",
+        None,
+        dict(
+            img_size=(32, 64),
+            window_size=2,
+            embed_dim=16,
+            depths=(1, 1, 1, 1),
+            num_heads=(1, 1, 2, 2),
+        ),
+    ),
+    "cnn": ("resnet18", [1, 2, 3, 4], {}),
+}
+
 
 @pytest.fixture(autouse=True)
 def _single_thread():

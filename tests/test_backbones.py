@@ -5,35 +5,11 @@ from __future__ import annotations
 import pytest
 import timm
 import torch
+from conftest import TINY_BACKBONES
 
 from vision_mtl.models.backbones import TimmBackbone
 
-TINY = {
-    "vit": (
-        "vit_tiny_patch16_224",
-        [0, 1],
-        dict(
-            img_size=(32, 48),
-            embed_dim=32,
-            depth=2,
-            num_heads=2,
-            patch_size=8,
-            dynamic_img_size=True,
-        ),
-    ),
-    "swin": (
-        "swin_tiny_patch4_window7_224",
-        None,
-        dict(
-            img_size=(32, 64),
-            window_size=2,
-            embed_dim=16,
-            depths=(1, 1, 1, 1),
-            num_heads=(1, 1, 2, 2),
-        ),
-    ),
-    "cnn": ("resnet18", [1, 2, 3, 4], {}),
-}
+TINY = TINY_BACKBONES
 
 
 @pytest.mark.parametrize("kind", sorted(TINY))

@@ -2,11 +2,13 @@
 
 ``python tools/get_flops.py CONFIG [--shape H W] [--out complexity.json]``
 
-The model is built without pretrained weights (sizes do not depend on them) and run once in
-tensor mode on a 1×3×H×W batch (default: the data preprocessor's canvas, else 512×512). MACs
-come from torch's FlopCounterMode with attention on its MATH backend, so attention's matrix
-products are counted; one multiply-add is one MAC (see :mod:`vision_mtl.complexity`). The
-default size is the data preprocessor's fixed canvas, else the test set's image size (SynthScenes).
+The model is built without pretrained weights on PyTorch's meta device and run once in tensor
+mode on a 1×3×H×W batch: shapes only, nothing allocated or computed, so ViT-L counts in
+seconds; the counts depend only on shapes and equal those on a real device (tested). The
+default size is the data preprocessor's fixed canvas, else the test set's image size
+(SynthScenes), else 512×512. MACs come from torch's FlopCounterMode with attention on its MATH
+backend, so attention's matrix products are counted; one multiply-add is one MAC (see
+:mod:`vision_mtl.complexity`).
 """
 
 from __future__ import annotations
@@ -45,10 +47,11 @@ def input_shape(cfg, shape: list[int] | None) -> tuple[int, int]:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     options = {"model.backbone.pretrained": None, **(args.cfg_options or {})}
-    model = init_model(args.config, None, device="cpu", cfg_options=options)
+    with torch.device("meta"):
+        model = init_model(args.config, None, device="meta", cfg_options=options)
     height, width = input_shape(model.cfg, args.shape)
     params = count_parameters(model)
-    macs = count_macs(model, torch.zeros(1, 3, height, width), mode="tensor")
+    macs = count_macs(model, torch.zeros(1, 3, height, width, device="meta"), mode="tensor")
     rows = [(name, params[name], macs[name]) for name in params]
     print(f"input 1x3x{height}x{width}; MACs: one multiply-add = 1 (FLOPs = 2 x MACs)")
     print(f"{'component':<10} {'params (M)':>12} {'MACs (G)':>10}")

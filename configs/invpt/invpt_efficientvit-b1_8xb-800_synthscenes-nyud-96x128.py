@@ -1,0 +1,11 @@
+# The quickstart recipe with the InvPT-style cross-task attention decoder in place of the baseline
+# decoder, scaled down (preliminary width 64, stages 96/64/32) and with InvPT's linear heads.
+# Part of the README's SynthScenes decoder comparison (same backbone, schedule, seed).
+_base_ = ["../quickstart/baseline_efficientvit-b1_8xb-800_synthscenes-nyud-96x128.py"]
+
+model = dict(
+    decoder=dict(
+        _delete_=True, type="CrossTaskAttentionDecoder", channels=64, dims=(96, 64, 32), heads=2
+    ),
+    head=dict(num_convs=0),
+)

@@ -82,12 +82,13 @@ def test_every_expert_gate_and_head_receives_gradient():
             assert gate.weight.grad.abs().sum() > 0
 
 
-def test_level_supervision_and_plain_vit_strides():
-    trace = TaskExpertDecoder([32] * 4, [16] * 4, ["depth", "edge"], channels=16).route(
-        [torch.randn(1, 32, 6, 8) for _ in range(4)]
-    )
+def test_level_supervision_in_training_only_and_plain_vit_strides():
+    model = TaskExpertDecoder([32] * 4, [16] * 4, ["depth", "edge"], channels=16)
+    feats = [torch.randn(1, 32, 6, 8) for _ in range(4)]
+    trace = model.route(feats)
     assert sorted(trace.aux_logits) == ["expert0", "expert1", "expert2", "expert3"]
     assert trace.features["depth"].shape == (1, 16, 24, 32)  # stride 16 memory, out stride 4
+    assert not model.eval().route(feats).aux_logits  # inference skips the level heads
     silent = TaskExpertDecoder([32] * 2, [16] * 2, ["depth"], channels=8, supervise_levels=False)
     assert not silent([torch.randn(1, 32, 6, 8)] * 2).aux_logits
 

@@ -69,7 +69,8 @@ class TaskExpertTrace:
 
     Attributes:
         features: task → returned feature map at ``out_stride``.
-        aux_logits: ``expert<i>`` → task → logits of level ``i``'s task feature.
+        aux_logits: ``expert<i>`` → task → logits of level ``i``'s task feature (in training
+            mode only: they serve the intermediate losses).
         gates: per level, task → B×(E+1) gate weights (the last column is the memory's).
         memory: per level, task → the memory after that level's update (index 0 is the seed).
     """
@@ -186,7 +187,7 @@ class TaskExpertDecoder(MultiTaskDecoder):
         trace = TaskExpertTrace(features={}, memory=[memory])
         for i, (layer, x) in enumerate(zip(self.layers, features, strict=True)):
             mixed, gates = layer(x, memory)
-            if self.level_heads is not None:
+            if self.level_heads is not None and self.training:  # losses only; skip at inference
                 heads = self.level_heads[i]
                 trace.aux_logits[f"expert{i}"] = {k: heads[k](f) for k, f in mixed.items()}
             update = {k: channel_norm(layer.norms[k], resize(f, size)) for k, f in mixed.items()}

@@ -24,15 +24,17 @@ def decoder(**kwargs) -> TaskExpertDecoder:
     return TaskExpertDecoder(*PYRAMID, TASKS, **settings)
 
 
-def test_gates_are_per_sample_distributions_over_experts_and_memory():
+@pytest.mark.parametrize("gate", ["sample", "pixel"])
+def test_gates_are_per_sample_distributions_over_experts_and_memory(gate):
     torch.manual_seed(0)
-    trace = decoder().eval().route(pyramid_features(batch=3))
+    trace = decoder(gate=gate).eval().route(pyramid_features(batch=3))
     assert len(trace.gates) == 4
-    for level in trace.gates:
+    for i, level in enumerate(trace.gates):
         for task, gates in level.items():
-            assert gates.shape == (3, 4 + 1), task  # 4 experts + the memory
+            grid = () if gate == "sample" else (16 // 2**i, 24 // 2**i)
+            assert gates.shape == (3, 4 + 1, *grid), task  # 4 experts + the memory
             assert (gates >= 0).all()
-            torch.testing.assert_close(gates.sum(dim=1), torch.ones(3))
+            torch.testing.assert_close(gates.sum(dim=1), torch.ones(3, *grid))
             assert not torch.allclose(gates[0], gates[1])  # conditioned on the sample
     first = trace.gates[0]
     assert not torch.allclose(first["semseg"], first["depth"])  # and on the task
@@ -67,8 +69,9 @@ def test_memory_update_rules():
         assert not normalized(kept[-1][task])  # the residual memory accumulates
 
 
-def test_every_expert_gate_and_head_receives_gradient():
-    model = decoder()
+@pytest.mark.parametrize("gate", ["sample", "pixel"])
+def test_every_expert_gate_and_head_receives_gradient(gate):
+    model = decoder(gate=gate)
     trace = model.route(pyramid_features())
     loss = sum(f.square().mean() for f in trace.features.values())
     loss = loss + sum(v.square().mean() for s in trace.aux_logits.values() for v in s.values())
@@ -97,6 +100,7 @@ def test_level_supervision_in_training_only_and_plain_vit_strides():
     "kwargs, message",
     [
         (dict(memory_update="gru"), "memory_update 'gru'"),
+        (dict(gate="token"), "gate 'token'"),
         (dict(num_experts=0), "num_experts"),
         (dict(out_stride=3), "out_stride 3"),
     ],
@@ -111,8 +115,9 @@ def test_wrong_number_of_levels_is_named():
         decoder()(pyramid_features()[:3])
 
 
-def test_onnx_export_matches_pytorch(tmp_path):
-    model = decoder().eval()
+@pytest.mark.parametrize("gate", ["sample", "pixel"])
+def test_onnx_export_matches_pytorch(gate, tmp_path):
+    model = decoder(gate=gate).eval()
     feats = tuple(pyramid_features(batch=1))
 
     class Wrapper(torch.nn.Module):

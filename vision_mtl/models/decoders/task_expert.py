@@ -1,29 +1,31 @@
-"""TaskExpert-style decoder: per-sample mixtures of experts at several depths, with a task memory.
+"""TaskExpert-style decoder: gated mixtures of experts at several depths, with a task memory.
 
-TaskExpert (Ye & Xu, ICCV 2023) has no released code; this follows the paper's description
-(shared/REFERENCE.md §5) and makes each choice the paper leaves open a parameter:
+TaskExpert (Ye & Xu, ICCV 2023) has no released code and only its abstract and overview figure
+describe it: shared expert networks decompose a backbone feature into task-generic features;
+dynamic (input-dependent) task-specific gates assemble task features from them; these modules
+sit at several backbone layers and read a multi-task feature memory as one more expert, update
+it at every layer, and the last memory feeds the task predictions. Everything finer is chosen
+here, made a parameter, and listed with its reason in docs/decoders.md:
 
-1. **Experts.** At every tapped backbone level, ``num_experts`` expert networks decompose the
-   feature into task-generic features. Each expert is a 1×1 conv → BatchNorm → GELU to
-   ``channels`` (default 8 experts of 256): pointwise, so experts specialise in *what* a feature
-   encodes rather than where, and cheap enough to run at every depth.
-2. **Gates.** One gating network per task and level, conditioned on the sample: global average
-   pooling of the level's feature and of the task's memory, a linear layer, softmax over the
-   experts plus the memory. A per-sample (not per-pixel) gate is the paper's "dynamically
-   assembling per sample" and keeps the gates inspectable (:meth:`TaskExpertDecoder.route`).
+1. **Experts.** At every tapped backbone level, ``num_experts`` experts, each a 1×1 conv →
+   BatchNorm → GELU to ``channels`` (default 8 × 256): pointwise, so experts split *what* a
+   feature encodes rather than where, and cheap enough to run at every depth.
+2. **Gates.** One gate per task and level, softmax over the experts plus the memory.
+   ``gate='sample'`` (default): one weight vector per sample from global average pooling of the
+   level's feature and of the task's memory, through a linear layer. ``gate='pixel'``: a 1×1
+   conv over the same two maps gives weights per position. :meth:`TaskExpertDecoder.route`
+   returns the gates of every level.
 3. **Multi-task feature memory.** One map per task at the finest tapped stride. It starts as a
-   projection of the first tapped level shared by all tasks, is read at every level as one more
+   projection of the first tapped level shared by all tasks, is read at every level as the extra
    expert (resized to that level) and, after the level, updated with the level's task feature:
-   ``memory_update='residual'`` adds its LayerNorm (``m ← m + LN(f)``, so information from
-   early layers survives to the heads: the paper's long-range memory), ``'replace'`` keeps only
-   the latest (``m ← LN(f)``, the no-memory ablation).
+   ``memory_update='residual'`` adds its LayerNorm (``m ← m + LN(f)``, so early, finer levels
+   reach the heads), ``'replace'`` keeps only the latest (``m ← LN(f)``, the no-memory ablation).
 4. **Heads.** The final memory is brought to ``out_stride`` by per-task ×2 bilinear steps, each
    followed by a 3×3 conv, and returned as the task's feature. With ``supervise_levels`` each
-   level's task features are also supervised through a 1×1 prediction (loss keys
-   ``loss_<task>_expert<i>``), as in the paper's layer-wise supervision.
+   level's task features are also supervised in training through a 1×1 prediction (loss keys
+   ``loss_<task>_expert<i>``), as InvPT supervises its preliminary predictions.
 
-No load-balancing loss is added: with per-task softmax gates over a handful of experts the
-gates did not collapse in our SynthScenes runs, and the paper does not mention one.
+No load-balancing loss is added; none is described.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from vision_mtl.models.decoders.layers import channel_norm, conv_bn_relu, resize
 from vision_mtl.registry import MODELS
 
 MEMORY_UPDATES = ("residual", "replace")
+GATES = ("sample", "pixel")
 
 
 def expert(in_channels: int, channels: int) -> nn.Sequential:
@@ -71,7 +74,8 @@ class TaskExpertTrace:
         features: task → returned feature map at ``out_stride``.
         aux_logits: ``expert<i>`` → task → logits of level ``i``'s task feature (in training
             mode only: they serve the intermediate losses).
-        gates: per level, task → B×(E+1) gate weights (the last column is the memory's).
+        gates: per level, task → gate weights, B×(E+1) (``gate='sample'``) or B×(E+1)×H×W
+            (``gate='pixel'``); index E is the memory's.
         memory: per level, task → the memory after that level's update (index 0 is the seed).
     """
 
@@ -85,13 +89,18 @@ class ExpertLayer(nn.Module):
     """The mixture-of-experts module of one backbone level (experts, gates, memory update)."""
 
     def __init__(
-        self, in_channels: int, channels: int, tasks: Sequence[str], num_experts: int
+        self, in_channels: int, channels: int, tasks: Sequence[str], num_experts: int, gate: str
     ) -> None:
         super().__init__()
         self.tasks = list(tasks)
+        self.per_pixel = gate == "pixel"
         self.experts = nn.ModuleList(expert(in_channels, channels) for _ in range(num_experts))
+        width, choices = in_channels + channels, num_experts + 1
         self.gates = nn.ModuleDict(
-            {t: nn.Linear(in_channels + channels, num_experts + 1) for t in self.tasks}
+            {
+                t: nn.Conv2d(width, choices, 1) if self.per_pixel else nn.Linear(width, choices)
+                for t in self.tasks
+            }
         )
         self.norms = nn.ModuleDict({t: nn.LayerNorm(channels) for t in self.tasks})
 
@@ -104,10 +113,15 @@ class ExpertLayer(nn.Module):
         features, gates = {}, {}
         for task in self.tasks:
             read = _pool_to(memory[task], x.shape[-2:])
-            gate_in = torch.cat([pooled, memory[task].mean(dim=(2, 3))], dim=1)
-            weights = self.gates[task](gate_in).softmax(dim=1)
-            mixed = (weights[:, :-1, None, None, None] * experts).sum(dim=1)
-            features[task] = mixed + weights[:, -1:, None, None] * read
+            if self.per_pixel:
+                weights = self.gates[task](torch.cat([x, read], dim=1)).softmax(dim=1)
+                spatial = weights  # B × (E+1) × H × W
+            else:
+                gate_in = torch.cat([pooled, memory[task].mean(dim=(2, 3))], dim=1)
+                weights = self.gates[task](gate_in).softmax(dim=1)
+                spatial = weights[:, :, None, None]
+            mixed = (spatial[:, :-1, None] * experts).sum(dim=1)
+            features[task] = mixed + spatial[:, -1:] * read
             gates[task] = weights
         return features, gates
 
@@ -123,6 +137,7 @@ class TaskExpertDecoder(MultiTaskDecoder):
         num_classes: class counts of class tasks (needed for the per-level supervision).
         num_experts: experts per level.
         channels: width of every expert, of the memory and of the returned features.
+        gate: ``'sample'`` (one weight per expert and sample) or ``'pixel'`` (per position).
         memory_update: ``'residual'`` (``m ← m + LN(f)``) or ``'replace'`` (``m ← LN(f)``).
         supervise_levels: emit each level's task predictions for intermediate losses.
         out_stride: stride of the returned features (the finest input stride divided by a
@@ -137,6 +152,7 @@ class TaskExpertDecoder(MultiTaskDecoder):
         num_classes: dict[str, int] | None = None,
         num_experts: int = 8,
         channels: int = 256,
+        gate: str = "sample",
         memory_update: str = "residual",
         supervise_levels: bool = True,
         out_stride: int | None = 4,
@@ -151,13 +167,15 @@ class TaskExpertDecoder(MultiTaskDecoder):
             raise ValueError(
                 f"TaskExpertDecoder: memory_update {memory_update!r} is not one of {MEMORY_UPDATES}"
             )
+        if gate not in GATES:
+            raise ValueError(f"TaskExpertDecoder: gate {gate!r} is not one of {GATES}")
         self.memory_update = memory_update
         self.memory_stride = min(self.in_strides)
         steps, self.out_stride = upsample_steps(type(self).__name__, self.memory_stride, out_stride)
         t = self.tasks
         self.seed = expert(self.in_channels[0], channels)
         self.layers = nn.ModuleList(
-            ExpertLayer(c, channels, t, num_experts) for c in self.in_channels
+            ExpertLayer(c, channels, t, num_experts, gate) for c in self.in_channels
         )
         self.level_heads = (
             nn.ModuleList(

@@ -34,6 +34,9 @@ lint: install
 	$(VENV)/bin/ruff format --check vision_mtl tools tests configs
 
 test: lint
+	# yapf (imported by mmengine) pickles its grammar into ~/.cache/YAPF on first import; do it
+	# once here, so two test workers never read each other's half-written cache.
+	$(PY) -c "import yapf"
 	$(VENV)/bin/pytest -n 2 -q tests
 
 clean:

@@ -97,6 +97,21 @@ class TaskSpec:
             return logits[:, 0].clamp(min=0)
         return F.normalize(logits, dim=1)
 
+    def decode_array(self, logits: np.ndarray) -> np.ndarray:
+        """:meth:`decode_logits` in NumPy, for runtimes without torch (ONNX Runtime, TensorRT)."""
+        logits = np.asarray(logits, dtype=np.float32)
+        if self.decode == "argmax":
+            return logits.argmax(axis=1)
+        if self.decode == "softmax_fg":
+            shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+            return (shifted[:, 1] / shifted.sum(axis=1)).astype(np.float32)
+        if self.decode == "sigmoid":
+            return (0.5 * (1.0 + np.tanh(0.5 * logits[:, 0]))).astype(np.float32)
+        if self.decode == "relu":
+            return np.maximum(logits[:, 0], 0.0)
+        norm = np.sqrt((logits**2).sum(axis=1, keepdims=True))
+        return (logits / np.maximum(norm, 1e-12)).astype(np.float32)
+
     def valid_mask(self, target: torch.Tensor) -> torch.Tensor:
         """Pixels of a target (B×H×W labels or B×C×H×W maps) that carry ground truth."""
         if self.target_kind == "label":

@@ -1,0 +1,99 @@
+"""Export a trained model to ONNX, check it, and only then write it.
+
+``python tools/export.py CONFIG CHECKPOINT --out DIR [--shape H W] [--dynamic N] [--opset 17]
+[--simplify]``
+
+Writes ``DIR/model.onnx`` (one file; input ``image``, one output per task) and ``DIR/model.json``
+(the sidecar runtimes read). Before anything is written to DIR, the graph must pass:
+
+1. the TensorRT compatibility check (every node, resize modes, dynamic axes; 8.6 and 10.3);
+2. parity: ONNX Runtime against PyTorch on ``--parity-samples`` validation images, every task's
+   raw outputs within ``--atol`` and equal validation metrics.
+
+A failed check exits non-zero naming the node or task and leaves DIR without a new file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+
+from mmengine.config import DictAction
+
+from vision_mtl.apis.inference import init_model
+from vision_mtl.export import (
+    check_graph,
+    check_parity,
+    export_canvas,
+    export_onnx,
+    format_problems,
+    load_deployment,
+    publish,
+    staging_dir,
+)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("config")
+    parser.add_argument("checkpoint", help="a .pth file, or a work dir's last_checkpoint file")
+    parser.add_argument("--out", required=True, help="directory for model.onnx and model.json")
+    parser.add_argument("--shape", type=int, nargs=2, metavar=("H", "W"), help="input canvas")
+    parser.add_argument(
+        "--dynamic", type=int, metavar="N", help="dynamic batch axis, profile range 1..N"
+    )
+    parser.add_argument("--opset", type=int, default=17)
+    parser.add_argument("--trt", nargs="+", default=["8.6", "10.3"], help="TensorRT versions")
+    parser.add_argument("--parity-samples", type=int, default=8)
+    parser.add_argument("--atol", type=float, default=1e-4)
+    parser.add_argument("--name", default="model", help="file stem")
+    parser.add_argument(
+        "--simplify", action="store_true", help="fold constants and drop redundant nodes"
+    )
+    parser.add_argument("--cfg-options", nargs="+", action=DictAction)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    if args.dynamic is not None and args.dynamic < 1:
+        raise SystemExit(f"--dynamic must be a positive batch size, got {args.dynamic}")
+    model = init_model(args.config, args.checkpoint, device="cpu", cfg_options=args.cfg_options)
+    canvas = export_canvas(model.cfg, tuple(args.shape) if args.shape else None)
+    stage = staging_dir(args.out)
+    try:
+        exported = export_onnx(
+            model, stage, canvas, args.opset, args.dynamic, args.name, args.simplify
+        )
+        if exported.sidecar["simplified"]:
+            counts = exported.sidecar["simplified"]
+            print(f"simplified: {counts['nodes_before']} -> {counts['nodes_after']} nodes")
+        profiles = {"image": {0: (1, 1, args.dynamic)}} if args.dynamic else None
+        problems = check_graph(str(exported.onnx_path), args.trt, profiles)
+        if problems:
+            raise SystemExit(
+                f"the exported graph would not build in TensorRT {', '.join(args.trt)}:\n"
+                + format_problems(problems)
+            )
+        report = check_parity(
+            model, load_deployment(exported.sidecar_path), model.cfg, args.parity_samples, args.atol
+        )
+        for task, diff in report.max_abs_diff.items():
+            print(f"parity {task:<12} max |onnx - torch| = {diff:.2e}")
+        if not report.ok:
+            raise SystemExit("ONNX parity failed:\n  " + "\n  ".join(report.failures))
+        onnx_path, sidecar_path = publish(exported, args.out)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    print(f"wrote {onnx_path} and {sidecar_path} (canvas {canvas[0]}x{canvas[1]})")
+    return dict(
+        onnx=str(onnx_path),
+        sidecar=str(sidecar_path),
+        max_abs_diff=report.max_abs_diff,
+        metrics=report.onnx_metrics,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main() and 0)

@@ -1,0 +1,247 @@
+"""Export a multitask model to one ONNX file plus the sidecar JSON every runtime reads.
+
+The graph is the model in ``tensor`` mode: input ``image`` (B×3×H×W, RGB, normalized with the
+data preprocessor's mean and std, padded at the bottom/right with 0 to the export canvas), one
+output per task named after it, in :data:`~vision_mtl.tasks.TASKS` order, holding the raw head
+output at the canvas size. The sidecar records everything a runtime needs to turn an image into
+that input and the outputs into predictions (normalization, canvas, per-task decoding, class
+names, palettes) and the SHA-256 of the ONNX file, so a mismatched pair is refused.
+
+The TorchScript exporter is used (``dynamo=False``): it writes a single file below 2 GB and its
+opset-17 graphs are what TensorRT 8.6 parses. The spatial size is fixed at the canvas (the
+decoders resize between levels, and a traced graph keeps the canvas's sizes); only the batch
+axis may be dynamic, with its optimization-profile range in the sidecar.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+import torch
+from torch import nn
+
+import vision_mtl
+from vision_mtl.tasks import get_task, make_palette
+
+SIDECAR_FORMAT = "vision_mtl.deploy/1"
+INPUT_NAME = "image"
+
+
+class TensorOutputs(nn.Module):
+    """The model in tensor mode, returning a tuple of task outputs in the model's task order."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.tasks = list(model.tasks)
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        outputs = self.model(image, mode="tensor")
+        return tuple(outputs[t] for t in self.tasks)
+
+
+def export_canvas(cfg, shape: tuple[int, int] | None = None) -> tuple[int, int]:
+    """The (H, W) the graph is exported at.
+
+    ``shape`` if given, else the data preprocessor's fixed canvas, else the test set's image size
+    rounded up to the preprocessor's ``size_divisor``.
+
+    Raises:
+        ValueError: no size can be found, or a given size is not positive or not a multiple of
+            the preprocessor's ``size_divisor``.
+    """
+    pre = cfg.model.get("data_preprocessor", {}) or {}
+    divisor = int(pre.get("size_divisor") or 1)
+    if shape is None:
+        size = pre.get("size") or cfg.get("test_dataloader", {}).get("dataset", {}).get(
+            "image_size"
+        )
+        if not size:
+            raise ValueError(
+                "no export size: the config sets neither model.data_preprocessor.size nor "
+                "test_dataloader.dataset.image_size; pass --shape H W"
+            )
+        shape = tuple(-(-int(s) // divisor) * divisor for s in size)
+    height, width = (int(s) for s in shape)
+    if min(height, width) < 1 or height % divisor or width % divisor:
+        raise ValueError(
+            f"export size {height}x{width} must be positive multiples of the data "
+            f"preprocessor's size_divisor {divisor}"
+        )
+    return height, width
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def make_sidecar(
+    model: nn.Module,
+    onnx_path: Path,
+    canvas: tuple[int, int],
+    opset: int,
+    max_batch: int | None,
+) -> dict:
+    """What a runtime needs besides the graph (see the module docstring)."""
+    pre = model.data_preprocessor
+    meta = dict(getattr(model, "dataset_meta", {}) or {})
+    class_names = meta.get("class_names") or {}
+    outputs = []
+    for task in model.tasks:
+        spec = get_task(task)
+        outputs.append(
+            dict(
+                name=task,
+                task=task,
+                channels=spec.num_outputs(model.num_classes.get(task)),
+                decode=spec.decode,
+                meaning=spec.description,
+            )
+        )
+    palettes = {
+        t: make_palette(n).tolist()
+        for t, n in model.num_classes.items()
+        if get_task(t).colormap == "palette"
+    }
+    batch = "batch" if max_batch else 1
+    return dict(
+        format=SIDECAR_FORMAT,
+        onnx=onnx_path.name,
+        onnx_sha256=file_sha256(onnx_path),
+        opset=opset,
+        input=dict(
+            name=INPUT_NAME,
+            shape=[batch, 3, *canvas],
+            dtype="float32",
+            layout="NCHW",
+            color="RGB",
+            mean=[float(v) for v in pre.mean.flatten()],
+            std=[float(v) for v in pre.std.flatten()],
+            padding="bottom/right, value 0 after normalization; crop outputs back",
+        ),
+        batch_profile=dict(min=1, opt=1, max=int(max_batch)) if max_batch else None,
+        outputs=outputs,
+        num_classes=dict(model.num_classes),
+        class_names={t: list(v) for t, v in class_names.items()},
+        palettes=palettes,
+        versions=dict(
+            vision_mtl=vision_mtl.__version__, torch=torch.__version__, onnx=onnx.__version__
+        ),
+    )
+
+
+@dataclass
+class Exported:
+    """An exported pair in a staging directory, not yet published."""
+
+    onnx_path: Path
+    sidecar_path: Path
+    sidecar: dict
+
+
+def export_onnx(
+    model: nn.Module,
+    staging_dir: str | os.PathLike,
+    canvas: tuple[int, int],
+    opset: int = 17,
+    max_batch: int | None = None,
+    name: str = "model",
+    simplify_graph: bool = False,
+) -> Exported:
+    """Export ``model`` (eval mode, CPU) to ``staging_dir/<name>.onnx`` and its sidecar.
+
+    Args:
+        model: a :class:`~vision_mtl.models.MultiTaskModel`.
+        staging_dir: where to write; :func:`publish` moves the pair to its destination once
+            every check has passed.
+        canvas: input (H, W).
+        opset: ONNX opset (17: TensorRT 8.6 and 10.x both parse it).
+        max_batch: make the batch axis dynamic up to this size (``None``: batch 1).
+        name: file stem.
+        simplify_graph: run :func:`simplify` on the graph before the sidecar is written.
+    """
+    model = model.cpu().eval()
+    wrapper = TensorOutputs(model).eval()
+    staging_dir = Path(staging_dir)
+    onnx_path = staging_dir / f"{name}.onnx"
+    dummy = torch.zeros(1, 3, *canvas)
+    dynamic_axes = None
+    if max_batch:
+        dynamic_axes = {INPUT_NAME: {0: "batch"}, **{t: {0: "batch"} for t in wrapper.tasks}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings: shapes are fixed at the canvas
+        torch.onnx.export(
+            wrapper,
+            (dummy,),
+            str(onnx_path),
+            input_names=[INPUT_NAME],
+            output_names=wrapper.tasks,
+            dynamic_axes=dynamic_axes,
+            opset_version=opset,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+    extra = sorted(p.name for p in staging_dir.iterdir() if p != onnx_path)
+    if extra:
+        raise RuntimeError(f"the exporter wrote external data files {extra}; expected one file")
+    onnx.checker.check_model(str(onnx_path))
+    simplified = simplify(onnx_path) if simplify_graph else None
+    sidecar = make_sidecar(model, onnx_path, canvas, opset, max_batch)
+    sidecar["simplified"] = simplified
+    sidecar_path = staging_dir / f"{name}.json"
+    sidecar_path.write_text(json.dumps(sidecar, indent=2))
+    return Exported(onnx_path, sidecar_path, sidecar)
+
+
+def simplify(onnx_path: Path) -> dict[str, int]:
+    """Rewrite ``onnx_path`` in place with ONNX Runtime's basic, provider-independent passes.
+
+    Constant folding, removal of redundant nodes (Identity, duplicate subexpressions) and
+    conv/normalization folding: standard ONNX operators only, so the result is still checked
+    against TensorRT and for parity like any export. Returns node counts before and after.
+    """
+    import onnxruntime as ort
+
+    before = len(onnx.load(str(onnx_path)).graph.node)
+    simplified = onnx_path.with_name(f".{onnx_path.stem}.simplified.onnx")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.optimized_model_filepath = str(simplified)
+    ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    model = onnx.load(str(simplified))
+    onnx.checker.check_model(model)
+    os.replace(simplified, onnx_path)
+    return {"nodes_before": before, "nodes_after": len(model.graph.node)}
+
+
+def staging_dir(out_dir: str | os.PathLike) -> Path:
+    """A fresh directory inside ``out_dir`` (same file system, so publishing is a rename)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=".export-", dir=out_dir))
+
+
+def publish(exported: Exported, out_dir: str | os.PathLike) -> tuple[Path, Path]:
+    """Move a checked pair into ``out_dir``: the ONNX file first, then the sidecar.
+
+    Each move is an atomic rename; a runtime that finds the sidecar also finds its graph.
+    """
+    out_dir = Path(out_dir)
+    onnx_path = out_dir / exported.onnx_path.name
+    sidecar_path = out_dir / exported.sidecar_path.name
+    os.replace(exported.onnx_path, onnx_path)
+    os.replace(exported.sidecar_path, sidecar_path)
+    shutil.rmtree(exported.onnx_path.parent, ignore_errors=True)
+    return onnx_path, sidecar_path

@@ -30,8 +30,8 @@ demo: install
 	@echo "Pictures of predictions: $(DEMO_DIR)/pictures/"
 
 lint: install
-	$(VENV)/bin/ruff check vision_mtl tools tests configs
-	$(VENV)/bin/ruff format --check vision_mtl tools tests configs
+	$(VENV)/bin/ruff check vision_mtl tools tests configs deploy
+	$(VENV)/bin/ruff format --check vision_mtl tools tests configs deploy
 
 test: lint
 	# yapf (imported by mmengine) pickles its grammar into ~/.cache/YAPF on first import; do it

@@ -1,0 +1,116 @@
+"""TensorRT side of deploy/: engine sidecars and an engine runner (needs TensorRT and a GPU).
+
+An engine built by ``deploy/build_engine.py`` gets a sidecar ``<engine>.json``: the ONNX
+sidecar plus an ``engine`` section (TensorRT version, precision, optimization profile, the
+SHA-256 of the engine file and of the ONNX file it came from). :func:`load_engine_deployment`
+refuses an engine whose checksum differs from its sidecar's, before TensorRT deserializes it.
+
+Buffers are torch CUDA tensors (Jetson images ship NVIDIA's torch build), so no pycuda is needed.
+Both TensorRT 8.6 (bindings) and 10.x (named tensors) execution APIs are supported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from vision_mtl.export.onnx_export import file_sha256
+from vision_mtl.export.runtime import Deployment, DeploymentError
+
+
+def tensorrt_unavailable() -> str | None:
+    """Why the TensorRT paths cannot run here, or ``None`` if they can."""
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        return "the tensorrt Python package is not installed (it ships with JetPack/TensorRT)"
+    import torch
+
+    if not torch.cuda.is_available():
+        return "no CUDA device is available"
+    return None
+
+
+def engine_sidecar_path(engine_path: str | os.PathLike) -> Path:
+    return Path(engine_path).with_suffix(".json")
+
+
+def load_engine_deployment(engine_path: str | os.PathLike) -> Deployment:
+    """The sidecar of an engine, checked against the engine file."""
+    engine_path = Path(engine_path)
+    sidecar_path = engine_sidecar_path(engine_path)
+    if not engine_path.is_file():
+        raise DeploymentError(f"engine {str(engine_path)!r} does not exist")
+    if not sidecar_path.is_file():
+        raise DeploymentError(
+            f"engine sidecar {str(sidecar_path)!r} does not exist (build_engine.py writes it)"
+        )
+    try:
+        sidecar = json.loads(sidecar_path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DeploymentError(f"{str(sidecar_path)!r} is not valid JSON: {err}") from None
+    engine = sidecar.get("engine") if isinstance(sidecar, dict) else None
+    if not isinstance(engine, dict) or "sha256" not in engine:
+        raise DeploymentError(f"{str(sidecar_path)!r} has no 'engine' section with a sha256")
+    if file_sha256(engine_path) != engine["sha256"]:
+        raise DeploymentError(
+            f"{str(engine_path)!r} does not match its sidecar {str(sidecar_path)!r}: the engine "
+            "is corrupted or from another build; build it again"
+        )
+    return Deployment(sidecar_path, sidecar)
+
+
+class TrtRunner:
+    """Run a serialized TensorRT engine on preprocessed batches."""
+
+    def __init__(self, engine_path: str | os.PathLike) -> None:
+        reason = tensorrt_unavailable()
+        if reason:
+            raise RuntimeError(f"cannot run a TensorRT engine: {reason}")
+        import tensorrt as trt
+        import torch
+
+        self.torch = torch
+        self.deployment = load_engine_deployment(engine_path)
+        logger = trt.Logger(trt.Logger.WARNING)
+        runtime = trt.Runtime(logger)
+        self.engine = runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
+        if self.engine is None:
+            raise DeploymentError(f"TensorRT could not deserialize {str(engine_path)!r}")
+        self.context = self.engine.create_execution_context()
+        self.named = hasattr(self.engine, "num_io_tensors")  # TensorRT >= 8.5 / 10
+        self.stream = torch.cuda.Stream()
+
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        torch = self.torch
+        name = self.deployment.sidecar["input"]["name"]
+        image = torch.from_numpy(np.ascontiguousarray(batch, np.float32)).cuda()
+        outputs = {}
+        if self.named:
+            self.context.set_input_shape(name, tuple(image.shape))
+            self.context.set_tensor_address(name, image.data_ptr())
+            for task in self.deployment.tasks:
+                shape = tuple(self.context.get_tensor_shape(task))
+                outputs[task] = torch.empty(shape, dtype=torch.float32, device="cuda")
+                self.context.set_tensor_address(task, outputs[task].data_ptr())
+            self.context.execute_async_v3(self.stream.cuda_stream)
+        else:
+            bindings = [0] * self.engine.num_bindings
+            index = self.engine.get_binding_index(name)
+            self.context.set_binding_shape(index, tuple(image.shape))
+            bindings[index] = image.data_ptr()
+            for task in self.deployment.tasks:
+                index = self.engine.get_binding_index(task)
+                shape = tuple(self.context.get_binding_shape(index))
+                outputs[task] = torch.empty(shape, dtype=torch.float32, device="cuda")
+                bindings[index] = outputs[task].data_ptr()
+            self.context.execute_async_v2(bindings, self.stream.cuda_stream)
+        self.stream.synchronize()
+        return {task: value.cpu().numpy() for task, value in outputs.items()}
+
+    def predict(self, images: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
+        batch, sizes = self.deployment.preprocess(images)
+        return self.deployment.postprocess(self.run(batch), sizes)

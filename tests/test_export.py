@@ -22,6 +22,7 @@ from vision_mtl.export import (
     check_graph,
     check_parity,
     load_deployment,
+    verified,
 )
 from vision_mtl.export.quantize import unsigned_activations
 from vision_mtl.tasks import TASKS
@@ -115,21 +116,30 @@ def test_each_decoder_exports_with_parity(config, tmp_path):
 
 
 def test_failed_checks_leave_no_file(exported, tmp_path, monkeypatch):
-    config, checkpoint, _, _ = exported
+    config, checkpoint, export_dir, _ = exported
     tool = load_tool("export")
     out = tmp_path / "out"
     (out / "keep").mkdir(parents=True)  # an existing directory keeps its content
-    monkeypatch.setattr(tool, "check_parity", _failing_parity)
+    monkeypatch.setattr(verified, "check_parity", _failing_parity)
     with pytest.raises(SystemExit, match="normals: max"):
         tool.main([str(config), str(checkpoint), "--out", str(out)])
     assert sorted(p.name for p in out.iterdir()) == ["keep"]
+    monkeypatch.undo()
 
-    tool = load_tool("export")
     problem = Problem("/model/up/Resize", "Resize", "cubic resize (nearest/linear only)")
-    monkeypatch.setattr(tool, "check_graph", lambda *args, **kwargs: [problem])
+    monkeypatch.setattr(verified, "check_graph", lambda *args, **kwargs: [problem])
     with pytest.raises(SystemExit, match=r"/model/up/Resize \(Resize\): cubic resize"):
         tool.main([str(config), str(checkpoint), "--out", str(out)])
     assert sorted(p.name for p in out.iterdir()) == ["keep"]
+
+    # The same for quantization: the INT8 pair appears only once it passed the check.
+    pair = tmp_path / "pair"
+    pair.mkdir()
+    for name in ("model.onnx", "model.json"):
+        (pair / name).write_bytes((export_dir / name).read_bytes())
+    with pytest.raises(SystemExit, match="INT8 graph would not build"):
+        load_tool("quantize").main([str(config), str(pair / "model.json"), "--calib-samples", "2"])
+    assert sorted(p.name for p in pair.iterdir()) == ["model.json", "model.onnx"]
 
 
 def _failing_parity(*args, **kwargs):

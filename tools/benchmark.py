@@ -28,20 +28,10 @@ from mmengine.config import DictAction
 from vision_mtl.apis.inference import init_model
 from vision_mtl.apis.runner import write_json
 from vision_mtl.complexity import count_macs
-from vision_mtl.export import (
-    OrtRunner,
-    check_graph,
-    check_parity,
-    export_canvas,
-    export_onnx,
-    format_problems,
-    load_deployment,
-    publish,
-    staging_dir,
-)
+from vision_mtl.export import OrtRunner, export_canvas, load_deployment
 from vision_mtl.export.parity import load_samples, sample_image
-from vision_mtl.export.quantize import quantize_int8, write_int8_sidecar
 from vision_mtl.export.timing import measure_latency
+from vision_mtl.export.verified import ExportCheckError, export_verified, quantize_verified
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -73,27 +63,15 @@ def matmul_peak_gflops(threads: int, size: int = 2048, runs: int = 10) -> float:
 
 def _export_here(model, args, directory: Path) -> Path:
     """Export and quantize into ``directory`` with the checks tools/export.py runs."""
-    stage = staging_dir(directory)
+    max_batch = args.batch if args.batch > 1 else None
     try:
-        max_batch = args.batch if args.batch > 1 else None
-        exported = export_onnx(model, stage, export_canvas(model.cfg), max_batch=max_batch)
-        profiles = {"image": {0: (1, 1, max_batch)}} if max_batch else None
-        problems = check_graph(str(exported.onnx_path), profiles=profiles)
-        if problems:
-            raise SystemExit(
-                f"the export would not build in TensorRT:\n{format_problems(problems)}"
-            )
-        report = check_parity(model, load_deployment(exported.sidecar_path), model.cfg, 2)
-        if not report.ok:
-            raise SystemExit("ONNX parity failed:\n  " + "\n  ".join(report.failures))
-        publish(exported, directory)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
-    fp32 = load_deployment(directory / "model.json")
-    calibration, _ = load_samples(model.cfg, "train", args.calib_samples)
-    images = [sample_image(s) for s in calibration]
-    int8 = quantize_int8(fp32, images, directory / "model_int8.onnx", "percentile")
-    write_int8_sidecar(fp32, int8, "percentile", len(calibration))
+        result = export_verified(
+            model, directory, export_canvas(model.cfg), max_batch=max_batch, parity_samples=2
+        )
+        calibration, _ = load_samples(model.cfg, "train", args.calib_samples)
+        quantize_verified(result.deployment, [sample_image(s) for s in calibration])
+    except ExportCheckError as err:
+        raise SystemExit(str(err)) from None
     return directory
 
 

@@ -16,22 +16,13 @@ A failed check exits non-zero naming the node or task and leaves DIR without a n
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 
 from mmengine.config import DictAction
 
 from vision_mtl.apis.inference import init_model
-from vision_mtl.export import (
-    check_graph,
-    check_parity,
-    export_canvas,
-    export_onnx,
-    format_problems,
-    load_deployment,
-    publish,
-    staging_dir,
-)
+from vision_mtl.export import export_canvas
+from vision_mtl.export.verified import ExportCheckError, export_verified
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -61,37 +52,35 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit(f"--dynamic must be a positive batch size, got {args.dynamic}")
     model = init_model(args.config, args.checkpoint, device="cpu", cfg_options=args.cfg_options)
     canvas = export_canvas(model.cfg, tuple(args.shape) if args.shape else None)
-    stage = staging_dir(args.out)
     try:
-        exported = export_onnx(
-            model, stage, canvas, args.opset, args.dynamic, args.name, args.simplify
+        result = export_verified(
+            model,
+            args.out,
+            canvas,
+            opset=args.opset,
+            max_batch=args.dynamic,
+            name=args.name,
+            simplify=args.simplify,
+            trt_versions=args.trt,
+            parity_samples=args.parity_samples,
+            atol=args.atol,
         )
-        if exported.sidecar["simplified"]:
-            counts = exported.sidecar["simplified"]
-            print(f"simplified: {counts['nodes_before']} -> {counts['nodes_after']} nodes")
-        profiles = {"image": {0: (1, 1, args.dynamic)}} if args.dynamic else None
-        problems = check_graph(str(exported.onnx_path), args.trt, profiles)
-        if problems:
-            raise SystemExit(
-                f"the exported graph would not build in TensorRT {', '.join(args.trt)}:\n"
-                + format_problems(problems)
-            )
-        report = check_parity(
-            model, load_deployment(exported.sidecar_path), model.cfg, args.parity_samples, args.atol
-        )
-        for task, diff in report.max_abs_diff.items():
-            print(f"parity {task:<12} max |onnx - torch| = {diff:.2e}")
-        if not report.ok:
-            raise SystemExit("ONNX parity failed:\n  " + "\n  ".join(report.failures))
-        onnx_path, sidecar_path = publish(exported, args.out)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
-    print(f"wrote {onnx_path} and {sidecar_path} (canvas {canvas[0]}x{canvas[1]})")
+    except ExportCheckError as err:
+        raise SystemExit(str(err)) from None
+    if result.simplified:
+        counts = result.simplified
+        print(f"simplified: {counts['nodes_before']} -> {counts['nodes_after']} nodes")
+    for task, diff in result.parity.max_abs_diff.items():
+        print(f"parity {task:<12} max |onnx - torch| = {diff:.2e}")
+    deployment = result.deployment
+    print(
+        f"wrote {deployment.onnx_path} and {deployment.sidecar_path} (canvas {canvas[0]}x{canvas[1]})"
+    )
     return dict(
-        onnx=str(onnx_path),
-        sidecar=str(sidecar_path),
-        max_abs_diff=report.max_abs_diff,
-        metrics=report.onnx_metrics,
+        onnx=str(deployment.onnx_path),
+        sidecar=str(deployment.sidecar_path),
+        max_abs_diff=result.parity.max_abs_diff,
+        metrics=result.parity.onnx_metrics,
     )
 
 

@@ -13,7 +13,6 @@ and prints every metric, their difference, Δm of INT8 against fp32 and both lat
 from __future__ import annotations
 
 import argparse
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -21,18 +20,11 @@ from mmengine.config import Config, DictAction
 
 from vision_mtl.apis.runner import load_config, write_json
 from vision_mtl.evaluation.multitask import compute_delta_m
-from vision_mtl.export import (
-    Exported,
-    OrtRunner,
-    check_graph,
-    format_problems,
-    load_deployment,
-    publish,
-    staging_dir,
-)
+from vision_mtl.export import OrtRunner, load_deployment
 from vision_mtl.export.parity import build_metric, load_samples, sample_image, score
-from vision_mtl.export.quantize import METHODS, quantize_int8, write_int8_sidecar
+from vision_mtl.export.quantize import METHODS
 from vision_mtl.export.timing import measure_latency
+from vision_mtl.export.verified import ExportCheckError, quantize_verified
 from vision_mtl.tasks import get_task
 
 
@@ -66,22 +58,11 @@ def main(argv: list[str] | None = None) -> dict:
     cfg: Config = load_config(args.config, args.cfg_options)
     fp32 = load_deployment(args.export)
     calibration, _ = load_samples(cfg, "train", args.calib_samples)
-    name = f"{fp32.onnx_path.stem}_int8.onnx"
-    stage = staging_dir(fp32.onnx_path.parent)  # nothing is published until it is checked
     try:
-        staged = quantize_int8(
-            fp32, [sample_image(s) for s in calibration], stage / name, args.method
-        )
-        problems = check_graph(str(staged))
-        if problems:
-            raise SystemExit(
-                f"the INT8 graph would not build in TensorRT:\n{format_problems(problems)}"
-            )
-        staged_sidecar = write_int8_sidecar(fp32, staged, args.method, len(calibration))
-        out, sidecar_path = publish(Exported(staged, staged_sidecar, {}), fp32.onnx_path.parent)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
-    int8 = load_deployment(sidecar_path)
+        int8 = quantize_verified(fp32, [sample_image(s) for s in calibration], args.method)
+    except ExportCheckError as err:
+        raise SystemExit(str(err)) from None
+    out, sidecar_path = int8.onnx_path, int8.sidecar_path
 
     samples, metainfo = load_samples(cfg, "test", args.eval_samples or 10**9)
     runners = {

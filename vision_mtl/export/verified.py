@@ -1,0 +1,104 @@
+"""Export and quantize with every check, publishing files only when all checks pass.
+
+Both functions work in a hidden staging directory beside the destination and move the finished
+pair (graph, then sidecar) into place with atomic renames, so a failed check, an exception or an
+interrupted run never leaves a partial or unchecked file where a runtime would find it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from torch import nn
+
+from vision_mtl.export.onnx_export import Exported, export_onnx, publish, staging_dir
+from vision_mtl.export.parity import ParityReport, check_parity
+from vision_mtl.export.quantize import quantize_int8, write_int8_sidecar
+from vision_mtl.export.runtime import Deployment, load_deployment
+from vision_mtl.export.tensorrt_check import check_graph, format_problems
+
+TRT_VERSIONS = ("8.6", "10.3")
+
+
+class ExportCheckError(RuntimeError):
+    """A graph failed the TensorRT check or parity; the message names the node or task."""
+
+
+@dataclass
+class VerifiedExport:
+    """A published, checked pair and the parity figures that admitted it."""
+
+    deployment: Deployment
+    parity: ParityReport
+    simplified: dict | None
+
+
+def export_verified(
+    model: nn.Module,
+    out_dir: str | os.PathLike,
+    canvas: tuple[int, int],
+    opset: int = 17,
+    max_batch: int | None = None,
+    name: str = "model",
+    simplify: bool = False,
+    trt_versions: Sequence[str] = TRT_VERSIONS,
+    parity_samples: int = 8,
+    atol: float = 1e-4,
+) -> VerifiedExport:
+    """Export ``model``, check it for TensorRT and against PyTorch, then publish to ``out_dir``.
+
+    Raises:
+        ExportCheckError: the graph would not build in a TensorRT version, or ONNX Runtime's
+            outputs or metrics differ from PyTorch's; nothing is written to ``out_dir``.
+    """
+    stage = staging_dir(out_dir)
+    try:
+        exported = export_onnx(model, stage, canvas, opset, max_batch, name, simplify)
+        profiles = {"image": {0: (1, 1, max_batch)}} if max_batch else None
+        problems = check_graph(str(exported.onnx_path), trt_versions, profiles)
+        if problems:
+            raise ExportCheckError(
+                f"the exported graph would not build in TensorRT {', '.join(trt_versions)}:\n"
+                + format_problems(problems)
+            )
+        report = check_parity(
+            model, load_deployment(exported.sidecar_path), model.cfg, parity_samples, atol
+        )
+        if not report.ok:
+            raise ExportCheckError("ONNX parity failed:\n  " + "\n  ".join(report.failures))
+        _, sidecar_path = publish(exported, out_dir)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return VerifiedExport(load_deployment(sidecar_path), report, exported.sidecar["simplified"])
+
+
+def quantize_verified(
+    fp32: Deployment,
+    images: list[np.ndarray],
+    method: str = "percentile",
+    trt_versions: Sequence[str] = TRT_VERSIONS,
+) -> Deployment:
+    """Write ``<stem>_int8.onnx`` and its sidecar beside ``fp32`` once the TensorRT check passes.
+
+    Raises:
+        ExportCheckError: the INT8 graph would not build in a TensorRT version.
+    """
+    directory = fp32.onnx_path.parent
+    stage = staging_dir(directory)
+    try:
+        staged = quantize_int8(fp32, images, stage / f"{fp32.onnx_path.stem}_int8.onnx", method)
+        problems = check_graph(str(staged), trt_versions)
+        if problems:
+            raise ExportCheckError(
+                f"the INT8 graph would not build in TensorRT:\n{format_problems(problems)}"
+            )
+        sidecar = write_int8_sidecar(fp32, staged, method, len(images))
+        _, sidecar_path = publish(Exported(staged, sidecar, {}), directory)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return load_deployment(Path(sidecar_path))

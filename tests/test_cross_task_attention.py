@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import onnx
-import onnxruntime as ort
 import pytest
 import torch
-from conftest import QUICKSTART, TINY_OPTIONS
+from conftest import QUICKSTART, TINY_OPTIONS, assert_decoder_exports
 
 from vision_mtl.apis.runner import build_train_runner, load_config
 from vision_mtl.models.decoders import CrossTaskAttentionDecoder
@@ -71,27 +69,4 @@ def test_onnx_export_matches_pytorch(tmp_path):
     tasks = ["semseg", "depth", "normals", "edge"]
     decoder = CrossTaskAttentionDecoder([32] * 4, [16] * 4, tasks, {"semseg": 5}, **TINY).eval()
     feats = tuple(torch.randn(1, 32, 6, 8) for _ in range(4))
-
-    class Wrapper(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.decoder = decoder
-
-        def forward(self, *levels):
-            return tuple(self.decoder(list(levels)).features[t] for t in tasks)
-
-    wrapper = Wrapper().eval()
-    with torch.no_grad():
-        expected = wrapper(*feats)
-    path = tmp_path / "decoder.onnx"
-    names = [f"level{i}" for i in range(len(feats))]
-    torch.onnx.export(wrapper, feats, str(path), input_names=names, opset_version=17, dynamo=False)
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    given = dict(zip(names, feats))  # the export drops levels the decoder never reads
-    got = session.run(None, {i.name: given[i.name].numpy() for i in session.get_inputs()})
-    nodes = onnx.load(str(path)).graph.node
-    assert not {n.op_type for n in nodes} & {"Loop", "If"}  # no data-dependent control flow
-    modes = {a.s for n in nodes if n.op_type == "Resize" for a in n.attribute if a.name == "mode"}
-    assert modes == {b"linear"}  # TensorRT-friendly: no cubic resize
-    for task, mine, theirs in zip(tasks, got, expected):
-        assert abs(mine - theirs.numpy()).max() <= 1e-4, task
+    assert_decoder_exports(decoder, feats, tasks, tmp_path / "decoder.onnx")

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import onnx
-import onnxruntime as ort
 import pytest
 import torch
+from conftest import assert_decoder_exports
 
 from vision_mtl.models.decoders import TaskExpertDecoder
 
@@ -117,28 +116,5 @@ def test_wrong_number_of_levels_is_named():
 
 @pytest.mark.parametrize("gate", ["sample", "pixel"])
 def test_onnx_export_matches_pytorch(gate, tmp_path):
-    model = decoder(gate=gate).eval()
     feats = tuple(pyramid_features(batch=1))
-
-    class Wrapper(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.decoder = model
-
-        def forward(self, *levels):
-            return tuple(self.decoder(list(levels)).features[t] for t in TASKS)
-
-    wrapper = Wrapper().eval()
-    with torch.no_grad():
-        expected = wrapper(*feats)
-    path = tmp_path / "decoder.onnx"
-    names = [f"level{i}" for i in range(len(feats))]
-    torch.onnx.export(wrapper, feats, str(path), input_names=names, opset_version=17, dynamo=False)
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    got = session.run(None, {n: f.numpy() for n, f in zip(names, feats, strict=True)})
-    nodes = onnx.load(str(path)).graph.node
-    assert not {n.op_type for n in nodes} & {"Loop", "If"}  # no data-dependent control flow
-    modes = {a.s for n in nodes if n.op_type == "Resize" for a in n.attribute if a.name == "mode"}
-    assert modes == {b"linear"}  # TensorRT-friendly: no cubic resize
-    for task, mine, theirs in zip(TASKS, got, expected, strict=True):
-        assert abs(mine - theirs.numpy()).max() <= 1e-4, task
+    assert_decoder_exports(decoder(gate=gate).eval(), feats, TASKS, tmp_path / "decoder.onnx")

@@ -12,6 +12,7 @@ from mmengine.config import DictAction
 from mmengine.dist import is_main_process
 
 from vision_mtl.apis import build_test_runner, load_config, write_json
+from vision_mtl.compress.pruning import configure_pruned
 from vision_mtl.evaluation import format_metrics_table
 from vision_mtl.evaluation.trivial import evaluate_config_trivial
 
@@ -48,6 +49,7 @@ def main(argv: list[str] | None = None) -> dict:
         hooks.append(
             dict(type="PredictionGridHook", out_dir=args.show_dir, max_images=args.max_show)
         )
+    configure_pruned(cfg, args.checkpoint)  # a pruned checkpoint: build its architecture
     runner = build_test_runner(cfg, args.checkpoint, launcher=args.launcher, extra_hooks=hooks)
     metrics = runner.test()
     columns = {"model": metrics}

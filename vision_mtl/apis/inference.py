@@ -20,6 +20,7 @@ from mmengine.registry import DefaultScope
 from mmengine.runner import load_checkpoint
 
 from vision_mtl.apis.runner import resolve_checkpoint
+from vision_mtl.compress.pruning import configure_pruned
 from vision_mtl.datasets.transforms import PackMultiTaskInputs, multitask_collate
 from vision_mtl.registry import MODELS, SCOPE
 
@@ -46,6 +47,7 @@ def init_model(
     cfg = config if isinstance(config, Config) else Config.fromfile(str(config))
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
+    configure_pruned(cfg, checkpoint)  # a pruned checkpoint: build its architecture
     with DefaultScope.overwrite_default_scope(SCOPE):
         model = MODELS.build(cfg.model)
     model.cfg = cfg

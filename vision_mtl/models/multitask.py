@@ -44,6 +44,8 @@ class MultiTaskModel(BaseModel):
         head: head config; ``in_channels`` and ``out_channels`` are filled in per task.
         data_preprocessor: batching/normalization config.
         aux_loss_weight: factor on intermediate-supervision losses of decoders that emit them.
+        pruning: a pruning record (:mod:`vision_mtl.compress.pruning`): the model is built
+            pruned as the record says, ready for the pruned checkpoint's weights.
     """
 
     def __init__(
@@ -55,6 +57,7 @@ class MultiTaskModel(BaseModel):
         data_preprocessor: dict | None = None,
         aux_loss_weight: float = 1.0,
         init_cfg: dict | None = None,
+        pruning: dict | None = None,
     ) -> None:
         # Built through our registry so the model works without a config's default scope.
         preprocessor = _build(data_preprocessor or dict(type="MultiTaskDataPreprocessor"))
@@ -88,6 +91,10 @@ class MultiTaskModel(BaseModel):
                 dict(head, in_channels=self.decoder.out_channels[task], out_channels=out)
             )
             self.losses[task] = _build(self.task_settings[task].get("loss", spec.loss))
+        if pruning is not None:  # a pruned checkpoint's record: rebuild its architecture
+            from vision_mtl.compress.pruning import apply_record
+
+            apply_record(self, pruning)
 
     # ------------------------------------------------------------------ forward paths
     def _logits(self, inputs: torch.Tensor) -> tuple[dict[str, torch.Tensor], DecoderOutput]:

@@ -12,3 +12,7 @@ model = dict(
     decoder=dict(type="BaselineDecoder", channels=64, out_stride=4),
     head=dict(type="ConvHead", num_convs=1),
 )
+
+# tools/prune.py never prunes these (fnmatch patterns of module names; task outputs are always
+# kept): DepGraph does not trace the reshapes of EfficientViT's linear attention into heads.
+pruning = dict(protected=["backbone.model.stages.*.context_module.*"])

@@ -1,0 +1,171 @@
+"""Channel pruning on real tiny models: shapes kept, records restorable, bad settings refused."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import TINY_BACKBONES, load_tool
+
+from vision_mtl.apis import init_model
+from vision_mtl.compress import PruningError, apply_record, prune
+from vision_mtl.models import MultiTaskModel
+from vision_mtl.tasks import get_task
+
+TASKS = {"semseg": {"num_classes": 7}, "depth": {}, "normals": {}, "edge": {}}  # SynthScenes
+
+
+def _cnn_model(pruning=None) -> MultiTaskModel:
+    name, indices, kwargs = TINY_BACKBONES["cnn"]
+    torch.manual_seed(0)
+    backbone = dict(type="TimmBackbone", model_name=name, out_indices=indices, model_kwargs=kwargs)
+    decoder = dict(type="BaselineDecoder", channels=16)
+    return MultiTaskModel(backbone=backbone, decoder=decoder, tasks=TASKS, pruning=pruning).eval()
+
+
+def _batches(n: int = 2) -> list[dict]:
+    from vision_mtl.datasets import SynthScenesDataset
+    from vision_mtl.datasets.transforms import multitask_collate
+
+    pipeline = [dict(type="PackMultiTaskInputs")]
+    data = SynthScenesDataset(num_samples=4 * n, image_size=(32, 64), pipeline=pipeline)
+    return [multitask_collate([data[4 * i + j] for j in range(4)]) for i in range(n)]
+
+
+@pytest.mark.parametrize("importance", ["magnitude", "taylor", "task-taylor"])
+def test_pruning_a_cnn_keeps_outputs_and_restores_from_the_record(importance):
+    model = _cnn_model()
+    x = torch.randn(1, 3, 32, 64)
+    shapes = {k: v.shape for k, v in model(x, mode="tensor").items()}
+    params = sum(p.numel() for p in model.parameters())
+    batches = _batches() if importance != "magnitude" else ()
+    record = prune(model, torch.zeros(1, 3, 32, 64), 0.4, importance, batches=batches)
+    out = model(x, mode="tensor")
+    assert {k: v.shape for k, v in out.items()} == shapes
+    assert sum(p.numel() for p in model.parameters()) < 0.6 * params
+    for task in TASKS:  # task output layers are never pruned
+        spec = get_task(task)
+        assert model.heads[task].predict.out_channels == spec.num_outputs(
+            TASKS[task].get("num_classes")
+        )
+    # The record is plain data and rebuilds the same architecture on a fresh model.
+    json.dumps(record)
+    rebuilt = _cnn_model(pruning=record)
+    rebuilt.load_state_dict(model.state_dict())
+    again = rebuilt(x, mode="tensor")
+    for task in out:
+        torch.testing.assert_close(again[task], out[task])
+
+
+def test_task_taylor_keeps_a_channel_only_one_task_needs():
+    from vision_mtl.compress.pruning import TaskTaylorImportance
+
+    scores = {"a": torch.tensor([10.0, 0.0, 1.0]), "b": torch.tensor([0.0, 0.0, 1.0])}
+
+    class Fake(TaskTaylorImportance):
+        def __init__(self):
+            self.gradients = {t: {} for t in scores}
+            self.calls = iter(scores.values())
+            self.taylor = lambda group: next(self.calls)
+
+    combined = Fake()(None)
+    # Summed Taylor scores (10, 0, 2) would rank channel 2 far below channel 0, though it is
+    # all task b has; normalized per task, each task's vital channel is among the top two.
+    assert set(combined.topk(2).indices.tolist()) == {0, 2}
+    assert combined[2] >= combined[0]
+
+
+def test_bad_records_are_refused():
+    model = _cnn_model()
+    record = prune(model, torch.zeros(1, 3, 32, 64), 0.3)
+    with pytest.raises(PruningError, match="not a pruning record"):
+        apply_record(_cnn_model(), {"format": "torch-pruning"})
+    broken = dict(record, history=[["decoder.nothing", True, [0]]])
+    with pytest.raises(PruningError, match="lacks"):
+        apply_record(_cnn_model(), broken)
+    with pytest.raises(PruningError, match=r"in \(0, 1\)"):
+        prune(_cnn_model(), torch.zeros(1, 3, 32, 64), 1.0)
+    with pytest.raises(PruningError, match="needs training batches"):
+        prune(_cnn_model(), torch.zeros(1, 3, 32, 64), 0.3, "taylor")
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """The tiny quickstart, its checkpoint, and tools/prune.py run on it with fine-tuning."""
+    from conftest import QUICKSTART, TINY_OPTIONS
+
+    from vision_mtl.apis import load_config
+
+    tmp = tmp_path_factory.mktemp("prune")
+    cfg = load_config(QUICKSTART, dict(TINY_OPTIONS), work_dir=str(tmp / "work"))
+    config = tmp / "tiny.py"
+    cfg.dump(str(config))
+    torch.manual_seed(0)
+    model = init_model(config, None, device="cpu")
+    checkpoint = tmp / "model.pth"
+    torch.save(dict(state_dict=model.state_dict(), meta={}), checkpoint)
+    out = tmp / "pruned"
+    report = load_tool("prune").main(
+        [str(config), str(checkpoint), "--ratio", "0.5", "--finetune-iters", "2"]
+        + ["--out", str(out), "--latency-runs", "3", "--round-to", "0"]
+    )
+    return config, checkpoint, out, report
+
+
+def test_prune_tool_reports_and_writes_restorable_checkpoints(tiny_run, tmp_path):
+    config, _, out, report = tiny_run
+    for stage in ("before", "pruned", "finetuned"):
+        assert set(report[stage]) >= {"parameters", "macs", "ort_latency_ms", "metrics", "delta_m"}
+    assert report["pruned"]["macs"] < 0.6 * report["before"]["macs"]
+    assert report["before"]["delta_m"] == 0
+    saved = json.loads((out / "report.json").read_text())
+    assert saved["finetuned"]["macs"] == report["finetuned"]["macs"]
+    # The checkpoints load with weights_only and rebuild through the config, in every tool.
+    checkpoint = out / "pruned_finetuned.pth"
+    meta = torch.load(checkpoint, weights_only=True)["meta"]
+    assert meta["pruning"]["ratio"] == 0.5
+    model = init_model(config, checkpoint, device="cpu")
+    assert sum(p.numel() for p in model.parameters()) == report["finetuned"]["parameters"]
+    metrics = load_tool("test").main(
+        [str(config), str(checkpoint), "--out", str(tmp_path / "metrics.json")]
+    )
+    assert metrics["model"]["depth/rmse"] == pytest.approx(
+        report["finetuned"]["metrics"]["depth/rmse"], rel=1e-5
+    )
+    exported = load_tool("export").main(
+        [str(config), str(checkpoint), "--out", str(tmp_path / "export"), "--parity-samples", "2"]
+    )
+    assert max(exported["max_abs_diff"].values()) <= 1e-4
+
+
+def test_prune_tool_refuses_bad_settings_before_writing(tiny_run, tmp_path):
+    config, checkpoint, _, _ = tiny_run
+    tool = load_tool("prune")
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit, match=r"in \(0, 1\), got 1.5"):
+        tool.main([str(config), str(checkpoint), "--ratio", "1.5", "--out", str(out)])
+    with pytest.raises(SystemExit, match="heads.depth.predict' is protected"):
+        tool.main(
+            [str(config), str(checkpoint), "--ratio", "0.3", "--out", str(out)]
+            + ["--layer-ratio", "heads.depth.predict=0.5"]
+        )
+    other = tmp_path / "other.pth"
+    torch.save(dict(state_dict={"backbone.x": torch.zeros(1)}, meta={}), other)
+    with pytest.raises(SystemExit, match="does not fit config"):
+        tool.main([str(config), str(other), "--ratio", "0.3", "--out", str(out)])
+    assert not out.exists()
+
+
+def test_protected_patterns_are_not_pruned(tiny_run):
+    config, checkpoint, _, _ = tiny_run
+    model = init_model(config, checkpoint, device="cpu")
+    attention = {
+        n: m.weight.shape
+        for n, m in model.named_modules()
+        if "context_module" in n and hasattr(m, "weight")
+    }
+    patterns = list(model.cfg.pruning.protected)
+    prune(model, torch.zeros(1, 3, 32, 64), 0.5, protected=patterns, round_to=None)
+    after = {n: m.weight.shape for n, m in model.named_modules() if n in attention}
+    assert attention and after == attention

@@ -169,3 +169,13 @@ def test_protected_patterns_are_not_pruned(tiny_run):
     prune(model, torch.zeros(1, 3, 32, 64), 0.5, protected=patterns, round_to=None)
     after = {n: m.weight.shape for n, m in model.named_modules() if n in attention}
     assert attention and after == attention
+
+
+def test_unsupported_architectures_stop_with_a_clear_error():
+    name, indices, kwargs = TINY_BACKBONES["vit"]
+    backbone = dict(type="TimmBackbone", model_name=name, out_indices=indices, model_kwargs=kwargs)
+    model = MultiTaskModel(
+        backbone=backbone, decoder=dict(type="BaselineDecoder", channels=16), tasks=TASKS
+    ).eval()
+    with pytest.raises(PruningError, match="pruning.protected"):
+        prune(model, torch.zeros(1, 3, 32, 48), 0.3, round_to=None)

@@ -105,6 +105,9 @@ def _sync_attention(model: nn.Module) -> dict[str, dict[str, int]]:
             if hasattr(module, "scale"):
                 module.scale = head_dim**-0.5
             attributes[name] = {"num_heads": module.num_heads, "head_dim": head_dim}
+            if hasattr(module, "attn_dim"):  # timm reshapes the heads' output to attn_dim
+                module.attn_dim = module.num_heads * head_dim
+                attributes[name]["attn_dim"] = module.attn_dim
     return attributes
 
 

@@ -108,6 +108,7 @@ def tiny_run(tmp_path_factory):
     out = tmp / "pruned"
     report = load_tool("prune").main(
         [str(config), str(checkpoint), "--ratio", "0.5", "--finetune-iters", "2"]
+        + ["--importance", "task-taylor", "--grad-batches", "1"]
         + ["--out", str(out), "--latency-runs", "3", "--round-to", "0"]
     )
     return config, checkpoint, out, report
@@ -124,7 +125,7 @@ def test_prune_tool_reports_and_writes_restorable_checkpoints(tiny_run, tmp_path
     # The checkpoints load with weights_only and rebuild through the config, in every tool.
     checkpoint = out / "pruned_finetuned.pth"
     meta = torch.load(checkpoint, weights_only=True)["meta"]
-    assert meta["pruning"]["ratio"] == 0.5
+    assert meta["pruning"]["ratio"] == 0.5 and meta["pruning"]["importance"] == "task-taylor"
     model = init_model(config, checkpoint, device="cpu")
     assert sum(p.numel() for p in model.parameters()) == report["finetuned"]["parameters"]
     metrics = load_tool("test").main(

@@ -115,9 +115,13 @@ def main(argv: list[str] | None = None) -> dict:
     report["before"] = _state(model, cfg, canvas, args.latency_runs)
     batches = []
     if args.importance != "magnitude":
+        from mmengine.registry import DefaultScope
         from mmengine.runner import Runner
 
-        loader = Runner.build_dataloader(copy.deepcopy(cfg.train_dataloader))
+        from vision_mtl.registry import SCOPE
+
+        with DefaultScope.overwrite_default_scope(SCOPE):
+            loader = Runner.build_dataloader(copy.deepcopy(cfg.train_dataloader))
         for i, batch in enumerate(loader):
             if i >= args.grad_batches:
                 break

@@ -4,7 +4,8 @@ For the first ``num_samples`` images of the config's validation set, PyTorch (te
 the exported graph (through the NumPy runtime's pre- and post-processing) are run on the same
 images. Two things must hold: every task's raw outputs agree within ``atol`` (1e-4 for fp32),
 and the validation metrics computed from both sets of predictions are equal (to ``metric_tol``,
-which absorbs an argmax flipped by a 1e-6 difference at a tie).
+which absorbs a pixel or two flipped across a threshold or an argmax tie by a 1e-6 difference:
+8 images of 96×128 make one pixel 0.001 percentage points).
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ def check_parity(
     cfg,
     num_samples: int = 8,
     atol: float = 1e-4,
-    metric_tol: float = 1e-3,
+    metric_tol: float | None = None,
     onnx_path=None,
 ) -> ParityReport:
     """Compare ``model`` with the exported graph on validation samples (see module docstring).
@@ -111,7 +112,9 @@ def check_parity(
         cfg: the config, for its validation set and evaluator.
         num_samples: how many validation images to compare on.
         atol: largest allowed absolute difference of any raw output.
-        metric_tol: largest allowed absolute difference of any metric value.
+        metric_tol: largest allowed absolute difference of any metric value; default 1e-3
+            plus two pixels' worth of a percentage over the compared images (a pixel whose
+            angle or probability sits on a threshold may flip at a 1e-6 difference).
         onnx_path: a graph to run instead of the deployment's (e.g. a quantized one).
     """
     model = model.cpu().eval()
@@ -131,6 +134,9 @@ def check_parity(
         name: score(deployment, samples, outputs, build_metric(cfg, metainfo))
         for name, outputs in raw.items()
     }
+    if metric_tol is None:
+        pixels = sum(int(np.prod(s["inputs"].shape[-2:])) for s in samples)
+        metric_tol = 1e-3 + 200.0 / pixels
     failures = [
         f"{task}: max |onnx - torch| = {diff:.3g} > {atol:g}"
         for task, diff in diffs.items()
@@ -139,5 +145,5 @@ def check_parity(
     for key, value in scores["torch"].items():
         other = scores["onnx"].get(key)
         if other is None or not abs(other - value) <= metric_tol:
-            failures.append(f"{key}: {other} (onnx) vs {value} (torch)")
+            failures.append(f"{key}: {other} (onnx) vs {value} (torch), tolerance {metric_tol:.2g}")
     return ParityReport(diffs, scores["torch"], scores["onnx"], failures)

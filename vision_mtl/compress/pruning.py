@@ -333,7 +333,8 @@ def checkpoint_record(checkpoint: str) -> dict | None:
     from vision_mtl.engine.checkpoint import allow_mmengine_checkpoint_types
 
     allow_mmengine_checkpoint_types()
-    data = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    # mmap: only the meta is needed; the tensors are not read (a ViT-L checkpoint is 1.2 GB)
+    data = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
     meta = data.get("meta") if isinstance(data, dict) else None
     return (meta or {}).get("pruning")
 

@@ -64,6 +64,24 @@ def protected_layers(model: nn.Module, patterns: Iterable[str] = ()) -> list[str
     return sorted(names)
 
 
+def _map_channel_concats(graph) -> None:
+    """Re-enable DepGraph's index mapping on channel concatenations that feed a convolution.
+
+    Torch-Pruning disables the mapping on every concat downstream of a 3-D parameter (a ViT's
+    position embedding or class token, concatenated along tokens); that also switches it off
+    for a decoder's concat of feature maps along channels, and the convolution after it then
+    loses the wrong input channels. A concat whose output enters a Conv2d is along channels.
+    """
+    from torch_pruning import ops
+    from torch_pruning.dependency.index_mapping import update_concat_index_mapping
+
+    for node in graph.module2node.values():
+        feeds_conv = any(isinstance(out.module, nn.Conv2d) for out in node.outputs)
+        if node.type == ops.OPTYPE.CONCAT and not node.enable_index_mapping and feeds_conv:
+            node.enable_index_mapping = True
+            update_concat_index_mapping(graph, node)
+
+
 def check_ratio(ratio: float) -> float:
     if not 0.0 < float(ratio) < 1.0:
         raise PruningError(f"pruning ratio must be in (0, 1), got {ratio}")
@@ -165,6 +183,13 @@ def _total_loss(model: nn.Module, batches: Sequence[dict]) -> None:
         sum(v for k, v in losses.items() if k.startswith("loss")).backward()
 
 
+_UNTRACEABLE = (
+    "DepGraph could not prune this model ({}: {}); its channel coupling is not traced correctly "
+    "(reshapes into heads, stacked experts). Protect those modules with the config's "
+    "pruning.protected patterns."
+)
+
+
 def prune(
     model: nn.Module,
     example: torch.Tensor,
@@ -212,20 +237,24 @@ def prune(
     modules = dict(model.named_modules())
     check_ratio_dict(model, layer_ratios or {}, names)
     traced = _TensorMode(model)
-    pruner = tp.pruner.MetaPruner(
-        traced,
-        example,
-        tp.importance.GroupMagnitudeImportance(p=2),
-        global_pruning=global_pruning,
-        pruning_ratio=ratio,
-        pruning_ratio_dict={modules[n]: r for n, r in (layer_ratios or {}).items()} or None,
-        iterative_steps=iterative_steps,
-        round_to=round_to,
-        ignored_layers=[modules[n] for n in names],
-        num_heads=_attention_heads(model),
-        prune_head_dims=True,
-        output_transform=lambda out: sum(v.sum() for v in out.values()),
-    )
+    try:
+        pruner = tp.pruner.MetaPruner(
+            traced,
+            example,
+            tp.importance.GroupMagnitudeImportance(p=2),
+            global_pruning=global_pruning,
+            pruning_ratio=ratio,
+            pruning_ratio_dict={modules[n]: r for n, r in (layer_ratios or {}).items()} or None,
+            iterative_steps=iterative_steps,
+            round_to=round_to,
+            ignored_layers=[modules[n] for n in names],
+            num_heads=_attention_heads(model),
+            prune_head_dims=True,
+            output_transform=lambda out: sum(v.sum() for v in out.values()),
+        )
+    except (IndexError, RuntimeError, ValueError) as err:
+        raise PruningError(_UNTRACEABLE.format(type(err).__name__, err)) from None
+    _map_channel_concats(pruner.DG)
     model.eval()
     for step in range(iterative_steps):
         if importance == "taylor":
@@ -236,11 +265,7 @@ def prune(
         try:
             pruner.step()
         except (IndexError, RuntimeError, ValueError) as err:
-            raise PruningError(
-                f"DepGraph could not prune this model ({type(err).__name__}: {err}); its "
-                "channel coupling is not traced correctly (reshapes into heads, stacked "
-                "experts). Protect those modules with the config's pruning.protected patterns."
-            ) from None
+            raise PruningError(_UNTRACEABLE.format(type(err).__name__, err)) from None
         model.zero_grad()
         _sync_attention(model)
         if on_step is not None:
@@ -248,7 +273,7 @@ def prune(
     try:
         with torch.no_grad():
             model(example, mode="tensor")
-    except RuntimeError as err:
+    except (IndexError, RuntimeError, ValueError) as err:
         raise PruningError(
             f"the pruned model no longer runs ({err}); a module computes shapes from its "
             "unpruned width. Protect it with the config's pruning.protected patterns."
@@ -308,6 +333,7 @@ def apply_record(model: nn.Module, record: dict) -> nn.Module:
         forward_fn=lambda m, x: m(x, mode="tensor"),
         output_transform=lambda out: sum(v.sum() for v in out.values()),
     )
+    _map_channel_concats(graph)
     try:
         graph.load_pruning_history([tuple(h) for h in record["history"]])
     except (IndexError, RuntimeError) as err:

@@ -282,30 +282,35 @@ def prune(
         [name.removeprefix("model."), bool(out), [int(i) for i in idxs]]
         for name, out, idxs in pruner.DG.pruning_history()
     ]
-    record = make_record(model, history, example, ratio, importance, global_pruning, names)
-    record["round_to"] = round_to
-    return record
+    return make_record(model, history, example, ratio, importance, global_pruning, names, round_to)
 
 
-def make_record(model, history, example, ratio, importance, global_pruning, protected) -> dict:
-    """The pruning record saved in a checkpoint's ``meta['pruning']`` (plain data only)."""
-    import torch_pruning as tp
-
-    channels = {
+def _weight_shapes(model: nn.Module) -> dict[str, list[int]]:
+    """Every conv's and linear's weight shape: what a record must rebuild exactly."""
+    return {
         name: [int(s) for s in module.weight.shape]
         for name, module in model.named_modules()
         if isinstance(module, (nn.Conv2d, nn.Linear))
     }
+
+
+def make_record(
+    model, history, example, ratio, importance, global_pruning, protected, round_to
+) -> dict:
+    """The pruning record saved in a checkpoint's ``meta['pruning']`` (plain data only)."""
+    import torch_pruning as tp
+
     return dict(
         format=RECORD_FORMAT,
         history=history,
         attention=_sync_attention(model),
-        weight_shapes=channels,
+        weight_shapes=_weight_shapes(model),
         input_shape=[int(s) for s in example.shape],
         ratio=ratio,
         importance=importance,
         global_pruning=bool(global_pruning),
         protected=list(protected),
+        round_to=round_to,
         versions=dict(torch=str(torch.__version__), torch_pruning=str(tp.__version__)),
     )
 
@@ -338,17 +343,10 @@ def apply_record(model: nn.Module, record: dict) -> nn.Module:
         graph.load_pruning_history([tuple(h) for h in record["history"]])
     except (IndexError, RuntimeError) as err:
         raise PruningError(f"the pruning record does not fit this model: {err}") from None
-    for name, attrs in record.get("attention", {}).items():
-        for key, value in attrs.items():
-            setattr(modules[name], key, value)
-        if hasattr(modules[name], "scale"):
-            modules[name].scale = attrs["head_dim"] ** -0.5
-    shapes = {
-        name: [int(s) for s in module.weight.shape]
-        for name, module in model.named_modules()
-        if isinstance(module, (nn.Conv2d, nn.Linear))
-    }
+    shapes = _weight_shapes(model)
     wrong = [n for n, s in record["weight_shapes"].items() if shapes.get(n) != s]
+    if _sync_attention(model) != record.get("attention", {}):
+        wrong.append("attention heads")
     if wrong:
         raise PruningError(f"rebuilt layers differ from the record: {wrong[:5]}")
     return model

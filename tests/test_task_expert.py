@@ -52,6 +52,7 @@ def test_memory_changes_across_depths_and_feeds_the_heads():
 
 def test_memory_update_rules():
     """residual: m ← m + LN(f); replace: m ← LN(f) (LayerNorm at its initial identity affine)."""
+    torch.manual_seed(0)  # LN(f) has unit deviation only while f's variance dwarfs LN's eps
     feats = pyramid_features()
 
     def normalized(x: torch.Tensor) -> bool:

@@ -42,8 +42,13 @@ class MultiTaskDecoder(nn.Module):
         num_classes: class counts for tasks whose output width is the dataset's class count;
             needed only by decoders that emit intermediate logits.
 
-    Subclasses set :attr:`out_channels` (task → channels) and :attr:`out_stride`.
+    Subclasses set :attr:`out_channels` (task → channels) and :attr:`out_stride`, and list in
+    :attr:`unprunable` (fnmatch patterns of their own module names) the layers whose output
+    width is fixed by the design rather than learned: intermediate task predictions, gates
+    over a fixed number of experts, attention over a fixed number of heads.
     """
+
+    unprunable: tuple[str, ...] = ()
 
     def __init__(
         self,

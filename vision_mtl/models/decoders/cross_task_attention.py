@@ -80,7 +80,7 @@ class JointAttention(nn.Module):
         pooled = [_mean_pool(x, self.kv_pool) for x in maps]
         q = torch.cat([t.flatten(2).transpose(1, 2) for t in queries], dim=1)
         kv = torch.cat([t.flatten(2).transpose(1, 2) for t in pooled], dim=1)
-        head_dim = c // self.heads
+        head_dim = self.q.out_features // self.heads  # widths from the layers: they may be pruned
         q = self.q(q).reshape(b, -1, self.heads, head_dim).transpose(1, 2)
         k, v = self.kv(kv).reshape(b, -1, 2, self.heads, head_dim).permute(2, 0, 3, 1, 4)
         scores = (q @ k.transpose(-2, -1)) * self.scale  # B × heads × (T·qh·qw) × keys
@@ -93,7 +93,7 @@ class JointAttention(nn.Module):
             prev = resize(prev, (qh, qw)).reshape(b, self.tasks, self.heads, keys, qh, qw)
             prev = prev.permute(0, 2, 1, 4, 5, 3).reshape(b, self.heads, -1, keys)
             scores = self.fuse_scores(torch.cat([scores, prev], dim=1))
-        out = (scores.softmax(dim=-1) @ v).transpose(1, 2).reshape(b, -1, c)
+        out = (scores.softmax(dim=-1) @ v).transpose(1, 2).flatten(2)
         out = self.proj(out).transpose(1, 2)
         outs = [resize(o.reshape(b, c, qh, qw), (h, w)) for o in out.split(qh * qw, dim=2)]
         return outs, (scores, (qh, qw))
@@ -160,6 +160,16 @@ class CrossTaskAttentionDecoder(MultiTaskDecoder):
         mlp_ratio: MLP width of the stages, as a multiple of their width.
         out_stride: stride of the returned task features.
     """
+
+    # Intermediate predictions have the tasks' widths; the joint attention's query, key and value
+    # widths stay whole (its heads' reshapes are not traced), while its input and output width,
+    # the stage width, is pruned with the rest of the stage.
+    unprunable = (
+        "intermediate.*",
+        "stages.*.attn.q",
+        "stages.*.attn.kv",
+        "stages.*.attn.fuse_scores",
+    )
 
     def __init__(
         self,
@@ -249,7 +259,7 @@ class CrossTaskAttentionDecoder(MultiTaskDecoder):
                     maps = [m + back for m in maps]
             maps, previous = stage(maps, previous)
             joined = channel_norm(self.stage_norms[s], torch.cat(maps, dim=1))
-            outputs.append(list(joined.split(self.dims[s], dim=1)))
+            outputs.append(list(joined.chunk(len(self.tasks), dim=1)))
         size = (-(-height // self.out_stride), -(-width // self.out_stride))
         result = {}
         for i, task in enumerate(self.tasks):

@@ -108,7 +108,7 @@ class ExpertLayer(nn.Module):
         self, x: torch.Tensor, memory: dict[str, torch.Tensor]
     ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """Mix the experts and the (resized) memory per task; returns features and gates."""
-        experts = torch.stack([e(x) for e in self.experts], dim=1)  # B × E × C × H × W
+        experts = [e(x) for e in self.experts]
         pooled = x.mean(dim=(2, 3))
         features, gates = {}, {}
         for task in self.tasks:
@@ -120,8 +120,11 @@ class ExpertLayer(nn.Module):
                 gate_in = torch.cat([pooled, memory[task].mean(dim=(2, 3))], dim=1)
                 weights = self.gates[task](gate_in).softmax(dim=1)
                 spatial = weights[:, :, None, None]
-            mixed = (spatial[:, :-1, None] * experts).sum(dim=1)
-            features[task] = mixed + spatial[:, -1:] * read
+            # A sum of per-expert products rather than a product with stacked experts: the same
+            # values, and channel pruning (DepGraph) sees each gate as a broadcast scale.
+            features[task] = sum(
+                (spatial[:, i : i + 1] * f for i, f in enumerate([*experts, read])),
+            )
             gates[task] = weights
         return features, gates
 
@@ -143,6 +146,9 @@ class TaskExpertDecoder(MultiTaskDecoder):
         out_stride: stride of the returned features (the finest input stride divided by a
             power of two).
     """
+
+    # Gates choose among a fixed number of experts; level heads write task predictions.
+    unprunable = ("layers.*.gates.*", "level_heads.*")
 
     def __init__(
         self,

@@ -4,11 +4,14 @@ DepGraph traces the model once and groups every layer whose channels are coupled
 outputs, the norm after it, the next layers' inputs, residual partners), so removing a channel
 removes it everywhere at once. This module adds what a multitask model needs on top:
 
-* **protection**: the layers that write task outputs are never pruned, nor are modules matched
-  by the config's ``pruning.protected`` patterns (for example EfficientViT's linear-attention
-  ``context_module``: its reshapes into heads are not traced by DepGraph);
-* **attention heads**: timm ``Attention`` blocks are pruned by head dimension with their
-  ``num_heads`` / ``head_dim`` attributes kept consistent;
+* **protection**: the layers that write task outputs are never pruned, nor the layers a decoder
+  declares :attr:`~vision_mtl.models.decoders.base.MultiTaskDecoder.unprunable` (gates, joint
+  attention), nor modules matched by the config's ``pruning.protected`` patterns (for example
+  EfficientViT's linear-attention ``context_module``: its reshapes into heads are not traced);
+* **attention heads**: timm ``Attention`` (ViT) and ``WindowAttention`` (Swin) blocks are pruned
+  by head dimension, keeping their head count, with ``head_dim`` / ``attn_dim`` kept consistent;
+  :mod:`vision_mtl.compress.graph` prunes Swin's PatchMerging and repairs what DepGraph traces
+  wrongly (broadcast gates, channel concats after a ViT's position embedding);
 * **task-aware importance**: ``task-taylor`` scores channels by each task's Taylor importance,
   normalized per task, and keeps the largest, so a channel vital to one task survives;
 * **a restorable record**: the DepGraph pruning history (module names and channel indices) and
@@ -24,23 +27,14 @@ from collections.abc import Callable, Iterable, Sequence
 import torch
 from torch import nn
 
+from vision_mtl.compress.graph import build_graph, graph_settings, repair_graph, tracing_forward
+
 RECORD_FORMAT = "vision_mtl.pruning/1"
 IMPORTANCES = ("magnitude", "taylor", "task-taylor")
 
 
 class PruningError(ValueError):
     """Pruning settings, protected layers or records that cannot be used."""
-
-
-class _TensorMode(nn.Module):
-    """Wrapper whose forward is the model's tensor mode (what DepGraph traces)."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.model(image, mode="tensor")
 
 
 def output_layers(model: nn.Module) -> list[str]:
@@ -53,8 +47,14 @@ def output_layers(model: nn.Module) -> list[str]:
 
 
 def protected_layers(model: nn.Module, patterns: Iterable[str] = ()) -> list[str]:
-    """Prunable layers (convs, linears) never pruned: task outputs and ``patterns`` (fnmatch)."""
+    """Prunable layers (convs, linears) never pruned.
+
+    These are the task outputs, the decoder's :attr:`unprunable` layers and those matching
+    ``patterns`` (fnmatch over module names, from the config's ``pruning.protected``).
+    """
     patterns = list(patterns)
+    decoder = getattr(model, "decoder", None)
+    patterns += [f"decoder.{p}" for p in getattr(decoder, "unprunable", ())]
     names = set(output_layers(model))
     for name, module in model.named_modules():
         if isinstance(module, (nn.Conv2d, nn.Linear)) and any(
@@ -62,24 +62,6 @@ def protected_layers(model: nn.Module, patterns: Iterable[str] = ()) -> list[str
         ):
             names.add(name)
     return sorted(names)
-
-
-def _map_channel_concats(graph) -> None:
-    """Re-enable DepGraph's index mapping on channel concatenations that feed a convolution.
-
-    Torch-Pruning disables the mapping on every concat downstream of a 3-D parameter (a ViT's
-    position embedding or class token, concatenated along tokens); that also switches it off
-    for a decoder's concat of feature maps along channels, and the convolution after it then
-    loses the wrong input channels. A concat whose output enters a Conv2d is along channels.
-    """
-    from torch_pruning import ops
-    from torch_pruning.dependency.index_mapping import update_concat_index_mapping
-
-    for node in graph.module2node.values():
-        feeds_conv = any(isinstance(out.module, nn.Conv2d) for out in node.outputs)
-        if node.type == ops.OPTYPE.CONCAT and not node.enable_index_mapping and feeds_conv:
-            node.enable_index_mapping = True
-            update_concat_index_mapping(graph, node)
 
 
 def check_ratio(ratio: float) -> float:
@@ -113,19 +95,25 @@ def _attention_heads(model: nn.Module) -> dict[nn.Module, int]:
 
 
 def _sync_attention(model: nn.Module) -> dict[str, dict[str, int]]:
-    """After pruning: each attention's ``head_dim`` from its qkv width; returns the attributes."""
+    """After pruning: each attention's widths from its layers; returns the attributes.
+
+    ``head_dim`` (and timm's ``attn_dim``) follow the qkv width, ``dim`` (Swin) the input
+    width. The softmax ``scale`` is left as trained: the remaining channels carry most of each
+    dot product, and rescaling to the narrower head would sharpen every attention map.
+    """
     attributes = {}
     for name, module in model.named_modules():
         qkv = getattr(module, "qkv", None)
         if isinstance(qkv, nn.Linear) and isinstance(getattr(module, "num_heads", None), int):
             head_dim = qkv.out_features // (3 * module.num_heads)
             module.head_dim = head_dim
-            if hasattr(module, "scale"):
-                module.scale = head_dim**-0.5
             attributes[name] = {"num_heads": module.num_heads, "head_dim": head_dim}
             if hasattr(module, "attn_dim"):  # timm reshapes the heads' output to attn_dim
                 module.attn_dim = module.num_heads * head_dim
                 attributes[name]["attn_dim"] = module.attn_dim
+            if isinstance(getattr(module, "dim", None), int):
+                module.dim = qkv.in_features
+                attributes[name]["dim"] = module.dim
     return attributes
 
 
@@ -236,25 +224,29 @@ def prune(
     names = protected_layers(model, protected)
     modules = dict(model.named_modules())
     check_ratio_dict(model, layer_ratios or {}, names)
-    traced = _TensorMode(model)
+    settings = graph_settings(model)
+    forward, ranks = tracing_forward()
     try:
         pruner = tp.pruner.MetaPruner(
-            traced,
+            model,
             example,
             tp.importance.GroupMagnitudeImportance(p=2),
+            forward_fn=forward,
             global_pruning=global_pruning,
             pruning_ratio=ratio,
             pruning_ratio_dict={modules[n]: r for n, r in (layer_ratios or {}).items()} or None,
             iterative_steps=iterative_steps,
             round_to=round_to,
-            ignored_layers=[modules[n] for n in names],
+            ignored_layers=[modules[n] for n in names] + settings["ignored_params"],
+            customized_pruners=settings["customized_pruners"],
+            unwrapped_parameters=settings["unwrapped_parameters"],
             num_heads=_attention_heads(model),
             prune_head_dims=True,
             output_transform=lambda out: sum(v.sum() for v in out.values()),
         )
     except (IndexError, RuntimeError, ValueError) as err:
         raise PruningError(_UNTRACEABLE.format(type(err).__name__, err)) from None
-    _map_channel_concats(pruner.DG)
+    repair_graph(pruner.DG, ranks)
     model.eval()
     for step in range(iterative_steps):
         if importance == "taylor":
@@ -279,8 +271,7 @@ def prune(
             "unpruned width. Protect it with the config's pruning.protected patterns."
         ) from None
     history = [
-        [name.removeprefix("model."), bool(out), [int(i) for i in idxs]]
-        for name, out, idxs in pruner.DG.pruning_history()
+        [name, bool(out), [int(i) for i in idxs]] for name, out, idxs in pruner.DG.pruning_history()
     ]
     return make_record(model, history, example, ratio, importance, global_pruning, names, round_to)
 
@@ -322,7 +313,6 @@ def apply_record(model: nn.Module, record: dict) -> nn.Module:
         PruningError: the record is not a pruning record or does not fit the model (another
             config, or a model it was not made from).
     """
-    import torch_pruning as tp
 
     if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
         raise PruningError(f"not a pruning record of format {RECORD_FORMAT!r}")
@@ -331,14 +321,7 @@ def apply_record(model: nn.Module, record: dict) -> nn.Module:
     if missing:
         raise PruningError(f"the pruning record names layers the model lacks: {missing[:5]}")
     model.eval()
-    example = torch.zeros(record["input_shape"])
-    graph = tp.DependencyGraph().build_dependency(
-        model,
-        example,
-        forward_fn=lambda m, x: m(x, mode="tensor"),
-        output_transform=lambda out: sum(v.sum() for v in out.values()),
-    )
-    _map_channel_concats(graph)
+    graph = build_graph(model, torch.zeros(record["input_shape"]))
     try:
         graph.load_pruning_history([tuple(h) for h in record["history"]])
     except (IndexError, RuntimeError) as err:

@@ -133,6 +133,38 @@ def test_gradient_importances_keep_outputs_and_restore(kind, importance):
         torch.testing.assert_close(again[task], out[task])
 
 
+def test_greedy_prunes_each_group_within_its_share_of_the_loss_budget():
+    import math
+
+    from vision_mtl.compress.greedy import greedy_prune, task_losses
+
+    model = _model(kind="vit", decoder="task_expert")
+    batches = _batches(SIZES["vit"], 1)
+    example = torch.zeros(1, 3, *SIZES["vit"])
+    before, params = task_losses(model, batches), _parameters(model, "")
+    lines = []
+    budget = 0.02
+    record = greedy_prune(
+        model, example, 0.5, batches, budget=budget, step=0.25, round_to=None, log=lines.append
+    )
+    after = task_losses(model, batches)
+    ratios = record["greedy"]["ratios"]
+    assert record["importance"] == "greedy" and ratios and len(lines) > len(ratios)
+    assert all(0 < r <= 0.5 for r in ratios.values())
+    assert _parameters(model, "") < params
+    # Each accepted group raised every task's loss by at most its share, and the shares sum to
+    # the budget: the product of (1 + share) is at most exp(budget).
+    for task in before:
+        assert after[task] <= before[task] * math.exp(budget) * (1 + 1e-5), task
+    rebuilt = _model(pruning=record, kind="vit", decoder="task_expert")
+    rebuilt.load_state_dict(model.state_dict())
+    assert task_losses(rebuilt, batches) == pytest.approx(after, rel=1e-5)
+    # A tighter budget never prunes more.
+    tight = _model(kind="vit", decoder="task_expert")
+    greedy_prune(tight, example, 0.5, batches, budget=0.005, step=0.25, round_to=None)
+    assert _parameters(tight, "") >= _parameters(model, "")
+
+
 def test_task_taylor_keeps_a_channel_only_one_task_needs():
     from vision_mtl.compress.pruning import TaskTaylorImportance
 
@@ -225,6 +257,16 @@ def test_prune_tool_refuses_bad_settings_before_writing(tiny_run, tmp_path):
         tool.main(
             [str(config), str(checkpoint), "--ratio", "0.3", "--out", str(out)]
             + ["--layer-ratio", "heads.depth.predict=0.5"]
+        )
+    with pytest.raises(SystemExit, match="do not apply"):
+        tool.main(
+            [str(config), str(checkpoint), "--ratio", "0.3", "--out", str(out)]
+            + ["--importance", "greedy", "--global"]
+        )
+    with pytest.raises(SystemExit, match="greedy-step"):
+        tool.main(
+            [str(config), str(checkpoint), "--ratio", "0.3", "--out", str(out)]
+            + ["--importance", "greedy", "--greedy-step", "0.5"]
         )
     other = tmp_path / "other.pth"
     torch.save(dict(state_dict={"backbone.x": torch.zeros(1)}, meta={}), other)

@@ -1,7 +1,13 @@
 """Prune a trained multitask model's channels, fine-tune it, and report what it cost and gained.
 
-``python tools/prune.py CONFIG CHECKPOINT --ratio R [--importance magnitude|taylor|task-taylor]
-[--global] [--iterative-steps K] [--finetune-iters N] --out DIR``
+``python tools/prune.py CONFIG CHECKPOINT --ratio R
+[--importance magnitude|taylor|task-taylor|greedy] [--global] [--iterative-steps K]
+[--finetune-iters N] --out DIR``
+
+``greedy`` follows PAGCP (:mod:`vision_mtl.compress.greedy`): ``--ratio`` is then the largest
+ratio any layer may lose, and each layer's ratio is searched in ``--greedy-step`` increments
+until a task's loss on ``--val-batches`` validation batches rises past the layer's share of
+``--greedy-budget``.
 
 Writes ``DIR/pruned.pth`` (state_dict + pruning record, before fine-tuning),
 ``DIR/pruned_finetuned.pth`` (after ``--finetune-iters`` iterations of the config's own schedule,
@@ -27,6 +33,7 @@ from mmengine.config import DictAction
 
 from vision_mtl.apis import init_model, load_config, write_json
 from vision_mtl.complexity import count_macs, count_parameters
+from vision_mtl.compress.greedy import greedy_prune
 from vision_mtl.compress.pruning import (
     IMPORTANCES,
     PruningError,
@@ -52,11 +59,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("config")
     parser.add_argument("checkpoint")
     parser.add_argument("--ratio", type=float, required=True, help="channel ratio removed")
-    parser.add_argument("--importance", choices=IMPORTANCES, default="magnitude")
+    parser.add_argument("--importance", choices=[*IMPORTANCES, "greedy"], default="magnitude")
     parser.add_argument("--global", dest="global_pruning", action="store_true")
     parser.add_argument("--iterative-steps", type=int, default=1)
     parser.add_argument("--finetune-iters", type=int, default=0)
     parser.add_argument("--grad-batches", type=int, default=4, help="batches for Taylor scores")
+    parser.add_argument(
+        "--greedy-budget", type=float, default=0.1, help="relative task loss rise allowed"
+    )
+    parser.add_argument("--greedy-step", type=float, default=0.1, help="ratio search step")
+    parser.add_argument("--val-batches", type=int, default=4, help="batches for greedy losses")
     parser.add_argument(
         "--layer-ratio", nargs="+", default=[], metavar="NAME=R", help="per-layer ratios"
     )
@@ -88,6 +100,23 @@ def _state(model, cfg, canvas, runs: int) -> dict:
     )
 
 
+def _batches(loader_cfg, count: int) -> list[dict]:
+    """The first ``count`` batches of a config's data loader."""
+    from mmengine.registry import DefaultScope
+    from mmengine.runner import Runner
+
+    from vision_mtl.registry import SCOPE
+
+    with DefaultScope.overwrite_default_scope(SCOPE):
+        loader = Runner.build_dataloader(copy.deepcopy(loader_cfg))
+    batches = []
+    for batch in loader:
+        if len(batches) >= count:
+            break
+        batches.append(batch)
+    return batches
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     try:
@@ -97,6 +126,17 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit(str(err)) from None
     if args.iterative_steps < 1 or args.finetune_iters < 0:
         raise SystemExit("--iterative-steps must be positive and --finetune-iters non-negative")
+    greedy = args.importance == "greedy"
+    if greedy and (args.global_pruning or args.iterative_steps > 1 or layer_ratios):
+        raise SystemExit(
+            "--importance greedy chooses every layer's ratio itself; --global, "
+            "--iterative-steps and --layer-ratio do not apply to it"
+        )
+    if greedy and not (args.greedy_budget > 0 and 0 < args.greedy_step <= ratio):
+        raise SystemExit(
+            f"--greedy-budget must be positive and --greedy-step in (0, --ratio={ratio}]; "
+            f"got {args.greedy_budget} and {args.greedy_step}"
+        )
     cfg = load_config(args.config, args.cfg_options)
     patterns = list(cfg.get("pruning", {}).get("protected", []))
     try:
@@ -113,31 +153,33 @@ def main(argv: list[str] | None = None) -> dict:
     canvas = export_canvas(cfg)
     report = dict(config=args.config, checkpoint=args.checkpoint, ratio=ratio)
     report["before"] = _state(model, cfg, canvas, args.latency_runs)
-    batches = []
-    if args.importance != "magnitude":
-        from mmengine.registry import DefaultScope
-        from mmengine.runner import Runner
-
-        from vision_mtl.registry import SCOPE
-
-        with DefaultScope.overwrite_default_scope(SCOPE):
-            loader = Runner.build_dataloader(copy.deepcopy(cfg.train_dataloader))
-        for i, batch in enumerate(loader):
-            if i >= args.grad_batches:
-                break
-            batches.append(batch)
-    record = prune(
-        model,
-        torch.zeros(1, 3, *canvas),
-        ratio,
-        importance=args.importance,
-        global_pruning=args.global_pruning,
-        iterative_steps=args.iterative_steps,
-        protected=patterns,
-        batches=batches,
-        layer_ratios=layer_ratios,
-        round_to=args.round_to or None,
-    )
+    example = torch.zeros(1, 3, *canvas)
+    if greedy:
+        record = greedy_prune(
+            model,
+            example,
+            ratio,
+            _batches(cfg.val_dataloader, args.val_batches),
+            budget=args.greedy_budget,
+            step=args.greedy_step,
+            protected=patterns,
+            round_to=args.round_to or None,
+            log=print,
+        )
+    else:
+        gradient = args.importance != "magnitude"
+        record = prune(
+            model,
+            example,
+            ratio,
+            importance=args.importance,
+            global_pruning=args.global_pruning,
+            iterative_steps=args.iterative_steps,
+            protected=patterns,
+            batches=_batches(cfg.train_dataloader, args.grad_batches) if gradient else [],
+            layer_ratios=layer_ratios,
+            round_to=args.round_to or None,
+        )
     out.mkdir(parents=True, exist_ok=True)
     dataset_meta = model.dataset_meta
     pruned_path = save_pruned_checkpoint(model, record, out / "pruned.pth", dataset_meta)

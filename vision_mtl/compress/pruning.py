@@ -222,32 +222,10 @@ def prune(
     if iterative_steps < 1:
         raise PruningError(f"iterative_steps must be positive, got {iterative_steps}")
     names = protected_layers(model, protected)
-    modules = dict(model.named_modules())
     check_ratio_dict(model, layer_ratios or {}, names)
-    settings = graph_settings(model)
-    forward, ranks = tracing_forward()
-    try:
-        pruner = tp.pruner.MetaPruner(
-            model,
-            example,
-            tp.importance.GroupMagnitudeImportance(p=2),
-            forward_fn=forward,
-            global_pruning=global_pruning,
-            pruning_ratio=ratio,
-            pruning_ratio_dict={modules[n]: r for n, r in (layer_ratios or {}).items()} or None,
-            iterative_steps=iterative_steps,
-            round_to=round_to,
-            ignored_layers=[modules[n] for n in names] + settings["ignored_params"],
-            customized_pruners=settings["customized_pruners"],
-            unwrapped_parameters=settings["unwrapped_parameters"],
-            num_heads=_attention_heads(model),
-            prune_head_dims=True,
-            output_transform=lambda out: sum(v.sum() for v in out.values()),
-        )
-    except (IndexError, RuntimeError, ValueError) as err:
-        raise PruningError(_UNTRACEABLE.format(type(err).__name__, err)) from None
-    repair_graph(pruner.DG, ranks)
-    model.eval()
+    pruner = make_pruner(
+        model, example, ratio, names, global_pruning, iterative_steps, layer_ratios, round_to
+    )
     for step in range(iterative_steps):
         if importance == "taylor":
             _total_loss(model, batches)
@@ -262,6 +240,59 @@ def prune(
         _sync_attention(model)
         if on_step is not None:
             on_step(step)
+    check_runs(model, example)
+    return make_record(model, pruner, example, ratio, importance, global_pruning, names, round_to)
+
+
+def make_pruner(
+    model: nn.Module,
+    example: torch.Tensor,
+    ratio: float,
+    protected: Sequence[str],
+    global_pruning: bool = False,
+    iterative_steps: int = 1,
+    layer_ratios: dict[str, float] | None = None,
+    round_to: int | None = 16,
+):
+    """A Torch-Pruning MetaPruner over the whole model, on the repaired graph (magnitude scores).
+
+    Args:
+        protected: names of layers whose output channels stay (see :func:`protected_layers`).
+        Others: as for :func:`prune`.
+    """
+    import torch_pruning as tp
+
+    modules = dict(model.named_modules())
+    settings = graph_settings(model)
+    forward, ranks = tracing_forward()
+    model.eval()
+    try:
+        pruner = tp.pruner.MetaPruner(
+            model,
+            example,
+            tp.importance.GroupMagnitudeImportance(p=2),
+            forward_fn=forward,
+            global_pruning=global_pruning,
+            pruning_ratio=ratio,
+            pruning_ratio_dict={modules[n]: r for n, r in (layer_ratios or {}).items()} or None,
+            iterative_steps=iterative_steps,
+            round_to=round_to,
+            ignored_layers=[modules[n] for n in protected] + settings["ignored_params"],
+            customized_pruners=settings["customized_pruners"],
+            unwrapped_parameters=settings["unwrapped_parameters"],
+            num_heads=_attention_heads(model),
+            prune_head_dims=True,
+            output_transform=lambda out: sum(v.sum() for v in out.values()),
+        )
+    except (IndexError, RuntimeError, ValueError) as err:
+        raise PruningError(_UNTRACEABLE.format(type(err).__name__, err)) from None
+    repair_graph(pruner.DG, ranks)
+    model.eval()
+    return pruner
+
+
+def check_runs(model: nn.Module, example: torch.Tensor) -> None:
+    """The pruned model still runs (a module computing shapes from its old width would not)."""
     try:
         with torch.no_grad():
             model(example, mode="tensor")
@@ -270,10 +301,6 @@ def prune(
             f"the pruned model no longer runs ({err}); a module computes shapes from its "
             "unpruned width. Protect it with the config's pruning.protected patterns."
         ) from None
-    history = [
-        [name, bool(out), [int(i) for i in idxs]] for name, out, idxs in pruner.DG.pruning_history()
-    ]
-    return make_record(model, history, example, ratio, importance, global_pruning, names, round_to)
 
 
 def _weight_shapes(model: nn.Module) -> dict[str, list[int]]:
@@ -286,11 +313,14 @@ def _weight_shapes(model: nn.Module) -> dict[str, list[int]]:
 
 
 def make_record(
-    model, history, example, ratio, importance, global_pruning, protected, round_to
+    model, pruner, example, ratio, importance, global_pruning, protected, round_to, **extra
 ) -> dict:
     """The pruning record saved in a checkpoint's ``meta['pruning']`` (plain data only)."""
     import torch_pruning as tp
 
+    history = [
+        [name, bool(out), [int(i) for i in idxs]] for name, out, idxs in pruner.DG.pruning_history()
+    ]
     return dict(
         format=RECORD_FORMAT,
         history=history,
@@ -303,6 +333,7 @@ def make_record(
         protected=list(protected),
         round_to=round_to,
         versions=dict(torch=str(torch.__version__), torch_pruning=str(tp.__version__)),
+        **extra,
     )
 
 

@@ -1,5 +1,6 @@
 """Model compression: structural channel pruning with a restorable record."""
 
+from vision_mtl.compress.greedy import greedy_prune
 from vision_mtl.compress.pruning import (
     IMPORTANCES,
     RECORD_FORMAT,
@@ -14,6 +15,7 @@ __all__ = [
     "RECORD_FORMAT",
     "PruningError",
     "apply_record",
+    "greedy_prune",
     "protected_layers",
     "prune",
 ]

@@ -44,9 +44,9 @@ def _broadcast_operands(grad_fn) -> list[int]:
     axis = _channel_axis(len(shapes[0]))
     if axis is None:
         return []
-    return [
-        i for i, (own, other) in enumerate((shapes, shapes[::-1])) if own[axis] == 1 < other[axis]
-    ]
+    first, second = shapes
+    pairs = ((first, second), (second, first))  # (operand, the other operand) per position
+    return [i for i, (own, other) in enumerate(pairs) if own[axis] == 1 < other[axis]]
 
 
 def _cut_broadcasts(graph) -> bool:

@@ -133,7 +133,8 @@ def test_gradient_importances_keep_outputs_and_restore(kind, importance):
         torch.testing.assert_close(again[task], out[task])
 
 
-def test_greedy_prunes_each_group_within_its_share_of_the_loss_budget():
+@pytest.mark.parametrize("rank", ["magnitude", "task-taylor"])
+def test_greedy_prunes_each_group_within_its_share_of_the_loss_budget(rank):
     import math
 
     from vision_mtl.compress.greedy import greedy_prune, task_losses
@@ -144,12 +145,14 @@ def test_greedy_prunes_each_group_within_its_share_of_the_loss_budget():
     before, params = task_losses(model, batches), _parameters(model, "")
     lines = []
     budget = 0.02
+    ranking = dict(rank=rank, grad_batches=_batches(SIZES["vit"], 1) if rank != "magnitude" else ())
     record = greedy_prune(
-        model, example, 0.5, batches, budget=budget, step=0.25, round_to=None, log=lines.append
+        model, example, 0.5, batches, budget, 0.25, round_to=None, log=lines.append, **ranking
     )
     after = task_losses(model, batches)
     ratios = record["greedy"]["ratios"]
-    assert record["importance"] == "greedy" and ratios and len(lines) > len(ratios)
+    assert record["importance"] == "greedy" and record["greedy"]["rank"] == rank
+    assert ratios and len(lines) > len(ratios)
     assert all(0 < r <= 0.5 for r in ratios.values())
     assert _parameters(model, "") < params
     # Each accepted group raised every task's loss by at most its share, and the shares sum to
@@ -161,7 +164,7 @@ def test_greedy_prunes_each_group_within_its_share_of_the_loss_budget():
     assert task_losses(rebuilt, batches) == pytest.approx(after, rel=1e-5)
     # A tighter budget never prunes more.
     tight = _model(kind="vit", decoder="task_expert")
-    greedy_prune(tight, example, 0.5, batches, budget=0.005, step=0.25, round_to=None)
+    greedy_prune(tight, example, 0.5, batches, 0.005, 0.25, round_to=None, **ranking)
     assert _parameters(tight, "") >= _parameters(model, "")
 
 

@@ -7,7 +7,8 @@
 ``greedy`` follows PAGCP (:mod:`vision_mtl.compress.greedy`): ``--ratio`` is then the largest
 ratio any layer may lose, and each layer's ratio is searched in ``--greedy-step`` increments
 until a task's loss on ``--val-batches`` validation batches rises past the layer's share of
-``--greedy-budget``.
+``--greedy-budget``; ``--greedy-rank`` ranks channels within a layer by ``magnitude`` or
+``task-taylor``.
 
 Writes ``DIR/pruned.pth`` (state_dict + pruning record, before fine-tuning),
 ``DIR/pruned_finetuned.pth`` (after ``--finetune-iters`` iterations of the config's own schedule,
@@ -33,7 +34,7 @@ from mmengine.config import DictAction
 
 from vision_mtl.apis import init_model, load_config, write_json
 from vision_mtl.complexity import count_macs, count_parameters
-from vision_mtl.compress.greedy import greedy_prune
+from vision_mtl.compress.greedy import GREEDY_RANKS, greedy_prune
 from vision_mtl.compress.pruning import (
     IMPORTANCES,
     PruningError,
@@ -68,6 +69,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--greedy-budget", type=float, default=0.1, help="relative task loss rise allowed"
     )
     parser.add_argument("--greedy-step", type=float, default=0.1, help="ratio search step")
+    parser.add_argument(
+        "--greedy-rank", choices=GREEDY_RANKS, default="magnitude", help="ranking within a layer"
+    )
     parser.add_argument("--val-batches", type=int, default=4, help="batches for greedy losses")
     parser.add_argument(
         "--layer-ratio", nargs="+", default=[], metavar="NAME=R", help="per-layer ratios"
@@ -154,6 +158,9 @@ def main(argv: list[str] | None = None) -> dict:
     report = dict(config=args.config, checkpoint=args.checkpoint, ratio=ratio)
     report["before"] = _state(model, cfg, canvas, args.latency_runs)
     example = torch.zeros(1, 3, *canvas)
+    ranked = greedy and args.greedy_rank == "task-taylor"
+    needs_gradients = ranked or args.importance in ("taylor", "task-taylor")
+    grad_batches = _batches(cfg.train_dataloader, args.grad_batches) if needs_gradients else []
     if greedy:
         record = greedy_prune(
             model,
@@ -164,10 +171,11 @@ def main(argv: list[str] | None = None) -> dict:
             step=args.greedy_step,
             protected=patterns,
             round_to=args.round_to or None,
+            rank=args.greedy_rank,
+            grad_batches=grad_batches,
             log=print,
         )
     else:
-        gradient = args.importance != "magnitude"
         record = prune(
             model,
             example,
@@ -176,7 +184,7 @@ def main(argv: list[str] | None = None) -> dict:
             global_pruning=args.global_pruning,
             iterative_steps=args.iterative_steps,
             protected=patterns,
-            batches=_batches(cfg.train_dataloader, args.grad_batches) if gradient else [],
+            batches=grad_batches,
             layer_ratios=layer_ratios,
             round_to=args.round_to or None,
         )

@@ -7,8 +7,8 @@ and stops a layer's ratio when a task's loss degrades past a threshold. Here:
    to them) is scored by the multiply-accumulates it would save at ``max_ratio``.
 2. Groups are visited in decreasing order of that saving. Each gets a share of the global
    ``budget`` in proportion to its saving (the layers that buy most compute may cost most).
-3. A group's ratio rises in ``step`` increments, channels ranked by weight magnitude within
-   the group, on a copy of the model, until some task's validation loss exceeds its loss before
+3. A group's ratio rises in ``step`` increments, channels ranked within the group by weight
+   magnitude or by task-aware Taylor importance (``rank``), on a copy of the model, until some task's validation loss exceeds its loss before
    this group by more than the group's share; the last ratio that held is applied for real.
 
 So after all groups, each task's loss has risen by at most about ``budget`` (relative), and
@@ -28,13 +28,17 @@ from torch import nn
 
 from vision_mtl.compress.pruning import (
     PruningError,
+    TaskTaylorImportance,
     _sync_attention,
     check_ratio,
     check_runs,
     make_pruner,
     make_record,
     protected_layers,
+    task_gradients,
 )
+
+GREEDY_RANKS = ("magnitude", "task-taylor")
 
 
 def task_losses(model: nn.Module, batches: Sequence[dict]) -> dict[str, float]:
@@ -137,6 +141,8 @@ def greedy_prune(
     step: float = 0.1,
     protected: Sequence[str] = (),
     round_to: int | None = 16,
+    rank: str = "magnitude",
+    grad_batches: Sequence[dict] = (),
     log: Callable[[str], None] | None = None,
 ) -> dict:
     """Prune ``model`` in place, group by group, within a loss budget; returns the record.
@@ -150,6 +156,10 @@ def greedy_prune(
         step: ratio increment of the search.
         protected: patterns of layers never pruned (task outputs always are).
         round_to: keep channel counts multiples of this (``None``: exact ratios).
+        rank: how channels are ranked within a group: ``magnitude`` or ``task-taylor``
+            (:class:`~vision_mtl.compress.pruning.TaskTaylorImportance` on ``grad_batches``,
+            recomputed after every group that was pruned).
+        grad_batches: training batches for ``task-taylor`` ranking.
         log: called with one line per group.
 
     Raises:
@@ -162,6 +172,10 @@ def greedy_prune(
         raise PruningError(f"greedy budget must be positive, got {budget}")
     if not 0 < step <= max_ratio:
         raise PruningError(f"greedy step must be in (0, ratio={max_ratio}], got {step}")
+    if rank not in GREEDY_RANKS:
+        raise PruningError(f"greedy rank {rank!r} is not one of {GREEDY_RANKS}")
+    if rank == "task-taylor" and not grad_batches:
+        raise PruningError("task-taylor ranking needs training batches for its gradients")
     names = protected_layers(model, protected)
     pruner = make_pruner(model, example, max_ratio, names, round_to=round_to)
     module_names = {m: n for n, m in model.named_modules()}
@@ -182,8 +196,15 @@ def greedy_prune(
     ratios = [round(step * i, 6) for i in range(1, int(max_ratio / step + 1e-6) + 1)]
     current = task_losses(model, batches)
     chosen: dict[str, float] = {}
+    stale = True  # the ranking's gradients must be taken on the current (pruned) weights
     for key, saved in sorted(savings.items(), key=lambda kv: -kv[1]):
         share = budget * saved / total
+        if rank == "task-taylor" and stale:
+            pruner.importance = TaskTaylorImportance(
+                task_gradients(model, grad_batches, model.tasks)
+            )
+            model.zero_grad()
+            stale = False
         best = None
         for ratio in ratios:
             losses = _trial(model, pruner, key, ratio, batches)
@@ -198,6 +219,7 @@ def greedy_prune(
             _prune_group(model, pruner, key, best[0])
             current = best[1]
             chosen[label] = best[0]
+            stale = True
         if log is not None:
             picked = f"{best[0]:.2f}" if best else "0"
             log(f"greedy: {label} (+{len(key) - 1} coupled) ratio {picked} (share {share:.4f})")
@@ -212,5 +234,5 @@ def greedy_prune(
         False,
         names,
         round_to,
-        greedy=dict(budget=budget, step=step, ratios=chosen),
+        greedy=dict(budget=budget, step=step, rank=rank, ratios=chosen),
     )

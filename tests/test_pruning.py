@@ -168,6 +168,25 @@ def test_greedy_prunes_each_group_within_its_share_of_the_loss_budget(rank):
     assert _parameters(tight, "") >= _parameters(model, "")
 
 
+def test_vit_heads_can_be_removed_whole_and_swin_heads_cannot(tmp_path):
+    model = _model(kind="vit")
+    x = torch.randn(1, 3, *SIZES["vit"])
+    record = prune(model, torch.zeros(1, 3, *SIZES["vit"]), 0.25, round_to=None, head_ratio=0.5)
+    for name, attributes in record["attention"].items():  # 2 heads of 16 → 1 head of 12
+        attn = model.get_submodule(name)
+        assert attn.num_heads == attributes["num_heads"] == 1
+        assert attn.qkv.out_features == 3 * attn.head_dim == 3 * 12
+    rebuilt = _model(pruning=record, kind="vit")
+    rebuilt.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        expected, again = model(x, mode="tensor"), rebuilt(x, mode="tensor")
+    for task in expected:
+        torch.testing.assert_close(again[task], expected[task])
+    _assert_exports_with_parity(rebuilt, x, tmp_path / "heads.onnx")
+    with pytest.raises(PruningError, match="relative position bias table"):
+        prune(_model(kind="swin"), torch.zeros(1, 3, *SIZES["swin"]), 0.25, head_ratio=0.5)
+
+
 def test_task_taylor_keeps_a_channel_only_one_task_needs():
     from vision_mtl.compress.pruning import TaskTaylorImportance
 

@@ -1,7 +1,7 @@
 """Prune a trained multitask model's channels, fine-tune it, and report what it cost and gained.
 
 ``python tools/prune.py CONFIG CHECKPOINT --ratio R
-[--importance magnitude|taylor|task-taylor|greedy] [--global] [--iterative-steps K]
+[--importance magnitude|taylor|task-taylor|greedy] [--global] [--head-ratio H] [--iterative-steps K]
 [--finetune-iters N] --out DIR``
 
 ``greedy`` follows PAGCP (:mod:`vision_mtl.compress.greedy`): ``--ratio`` is then the largest
@@ -62,6 +62,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ratio", type=float, required=True, help="channel ratio removed")
     parser.add_argument("--importance", choices=[*IMPORTANCES, "greedy"], default="magnitude")
     parser.add_argument("--global", dest="global_pruning", action="store_true")
+    parser.add_argument(
+        "--head-ratio", type=float, default=0.0, help="share of ViT attention heads removed whole"
+    )
     parser.add_argument("--iterative-steps", type=int, default=1)
     parser.add_argument("--finetune-iters", type=int, default=0)
     parser.add_argument("--grad-batches", type=int, default=4, help="batches for Taylor scores")
@@ -131,11 +134,15 @@ def main(argv: list[str] | None = None) -> dict:
     if args.iterative_steps < 1 or args.finetune_iters < 0:
         raise SystemExit("--iterative-steps must be positive and --finetune-iters non-negative")
     greedy = args.importance == "greedy"
-    if greedy and (args.global_pruning or args.iterative_steps > 1 or layer_ratios):
+    if greedy and (
+        args.global_pruning or args.iterative_steps > 1 or layer_ratios or args.head_ratio
+    ):
         raise SystemExit(
             "--importance greedy chooses every layer's ratio itself; --global, "
-            "--iterative-steps and --layer-ratio do not apply to it"
+            "--iterative-steps, --layer-ratio and --head-ratio do not apply to it"
         )
+    if args.head_ratio and not 0 < args.head_ratio < 1:
+        raise SystemExit(f"--head-ratio must be in (0, 1), got {args.head_ratio}")
     if greedy and not (args.greedy_budget > 0 and 0 < args.greedy_step <= ratio):
         raise SystemExit(
             f"--greedy-budget must be positive and --greedy-step in (0, --ratio={ratio}]; "
@@ -187,6 +194,7 @@ def main(argv: list[str] | None = None) -> dict:
             batches=grad_batches,
             layer_ratios=layer_ratios,
             round_to=args.round_to or None,
+            head_ratio=args.head_ratio,
         )
     out.mkdir(parents=True, exist_ok=True)
     dataset_meta = model.dataset_meta

@@ -94,6 +94,18 @@ def _attention_heads(model: nn.Module) -> dict[nn.Module, int]:
     return heads
 
 
+def _check_head_pruning(model: nn.Module) -> None:
+    """Whole heads can go only where no parameter is indexed by head (not Swin's bias tables)."""
+    for name, module in model.named_modules():
+        if getattr(module, "qkv", None) is not None and hasattr(
+            module, "relative_position_bias_table"
+        ):
+            raise PruningError(
+                f"{name} has a relative position bias table indexed by head: its heads cannot "
+                "be removed whole (prune its head width with the channel ratio instead)"
+            )
+
+
 def _sync_attention(model: nn.Module) -> dict[str, dict[str, int]]:
     """After pruning: each attention's widths from its layers; returns the attributes.
 
@@ -190,6 +202,7 @@ def prune(
     on_step: Callable[[int], None] | None = None,
     layer_ratios: dict[str, float] | None = None,
     round_to: int | None = 16,
+    head_ratio: float = 0.0,
 ) -> dict:
     """Prune ``model`` in place to ``ratio`` of its channels removed; returns the record.
 
@@ -207,10 +220,12 @@ def prune(
         layer_ratios: layer name → ratio for the groups those layers lead, overriding ``ratio``.
         round_to: keep channel counts multiples of this (16: ONNX Runtime's AVX-512 blocked
             convolutions need multiples of 16 to run at full speed; ``None`` for exact ratios).
+        head_ratio: share of each ViT attention's heads removed whole (by their mean channel
+            importance), on top of the narrower heads ``ratio`` gives; 0 keeps every head.
 
     Raises:
-        PruningError: a ratio outside (0, 1), an unknown importance, or Taylor importance
-            without batches.
+        PruningError: a ratio outside (0, 1), an unknown importance, Taylor importance
+            without batches, or head pruning of attention with per-head parameters (Swin).
     """
     import torch_pruning as tp
 
@@ -221,10 +236,21 @@ def prune(
         raise PruningError(f"{importance} importance needs training batches for its gradients")
     if iterative_steps < 1:
         raise PruningError(f"iterative_steps must be positive, got {iterative_steps}")
+    if head_ratio:
+        check_ratio(head_ratio)
+        _check_head_pruning(model)
     names = protected_layers(model, protected)
     check_ratio_dict(model, layer_ratios or {}, names)
     pruner = make_pruner(
-        model, example, ratio, names, global_pruning, iterative_steps, layer_ratios, round_to
+        model,
+        example,
+        ratio,
+        names,
+        global_pruning,
+        iterative_steps,
+        layer_ratios,
+        round_to,
+        head_ratio,
     )
     for step in range(iterative_steps):
         if importance == "taylor":
@@ -237,11 +263,24 @@ def prune(
         except (IndexError, RuntimeError, ValueError) as err:
             raise PruningError(_UNTRACEABLE.format(type(err).__name__, err)) from None
         model.zero_grad()
+        for module in model.modules():  # head pruning changes the head counts
+            if getattr(module, "qkv", None) in pruner.num_heads:
+                module.num_heads = int(pruner.num_heads[module.qkv])
         _sync_attention(model)
         if on_step is not None:
             on_step(step)
     check_runs(model, example)
-    return make_record(model, pruner, example, ratio, importance, global_pruning, names, round_to)
+    return make_record(
+        model,
+        pruner,
+        example,
+        ratio,
+        importance,
+        global_pruning,
+        names,
+        round_to,
+        head_ratio=head_ratio,
+    )
 
 
 def make_pruner(
@@ -253,6 +292,7 @@ def make_pruner(
     iterative_steps: int = 1,
     layer_ratios: dict[str, float] | None = None,
     round_to: int | None = 16,
+    head_ratio: float = 0.0,
 ):
     """A Torch-Pruning MetaPruner over the whole model, on the repaired graph (magnitude scores).
 
@@ -282,6 +322,8 @@ def make_pruner(
             unwrapped_parameters=settings["unwrapped_parameters"],
             num_heads=_attention_heads(model),
             prune_head_dims=True,
+            prune_num_heads=head_ratio > 0,
+            head_pruning_ratio=head_ratio,
             output_transform=lambda out: sum(v.sum() for v in out.values()),
         )
     except (IndexError, RuntimeError, ValueError) as err:
@@ -357,6 +399,9 @@ def apply_record(model: nn.Module, record: dict) -> nn.Module:
         graph.load_pruning_history([tuple(h) for h in record["history"]])
     except (IndexError, RuntimeError) as err:
         raise PruningError(f"the pruning record does not fit this model: {err}") from None
+    for name, attributes in record.get("attention", {}).items():
+        if name in modules:  # head pruning: the count is the record's
+            modules[name].num_heads = int(attributes["num_heads"])
     shapes = _weight_shapes(model)
     wrong = [n for n, s in record["weight_shapes"].items() if shapes.get(n) != s]
     if _sync_attention(model) != record.get("attention", {}):

@@ -280,6 +280,12 @@ def test_prune_tool_refuses_bad_settings_before_writing(tiny_run, tmp_path):
             [str(config), str(checkpoint), "--ratio", "0.3", "--out", str(out)]
             + ["--layer-ratio", "heads.depth.predict=0.5"]
         )
+    protected = "backbone.model.stages.2.blocks.1.context_module.main.qkv.conv"  # config's list
+    with pytest.raises(SystemExit, match=f"{protected}' is protected"):
+        tool.main(
+            [str(config), str(checkpoint), "--ratio", "0.3", "--out", str(out)]
+            + ["--layer-ratio", f"{protected}=0.5"]
+        )
     with pytest.raises(SystemExit, match="do not apply"):
         tool.main(
             [str(config), str(checkpoint), "--ratio", "0.3", "--out", str(out)]

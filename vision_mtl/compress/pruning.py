@@ -9,7 +9,8 @@ removes it everywhere at once. This module adds what a multitask model needs on 
   attention), nor modules matched by the config's ``pruning.protected`` patterns (for example
   EfficientViT's linear-attention ``context_module``: its reshapes into heads are not traced);
 * **attention heads**: timm ``Attention`` (ViT) and ``WindowAttention`` (Swin) blocks are pruned
-  by head dimension, keeping their head count, with ``head_dim`` / ``attn_dim`` kept consistent;
+  by head dimension (and, with ``head_ratio``, ViT heads whole), with ``num_heads``,
+  ``head_dim`` and ``attn_dim`` kept consistent;
   :mod:`vision_mtl.compress.graph` prunes Swin's PatchMerging and repairs what DepGraph traces
   wrongly (broadcast gates, channel concats after a ViT's position embedding);
 * **task-aware importance**: ``task-taylor`` scores channels by each task's Taylor importance,

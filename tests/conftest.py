@@ -86,16 +86,37 @@ def load_tool(name: str):
     return module
 
 
+def assert_onnx_parity(module, inputs, names, path, labels):
+    """Export ``module`` at opset 17; it must pass the TensorRT check and match in ONNX Runtime.
+
+    ``module`` returns one tensor per entry of ``labels``; each must agree within 1e-4. Returns
+    the exported graph for further checks.
+    """
+    import onnx
+    import onnxruntime as ort
+
+    from vision_mtl.export import check_graph
+
+    module = module.eval()
+    with torch.no_grad():
+        expected = module(*inputs)
+    torch.onnx.export(module, inputs, str(path), input_names=names, opset_version=17, dynamo=False)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    given = dict(zip(names, inputs, strict=True))  # the export drops inputs never read
+    got = session.run(None, {i.name: given[i.name].numpy() for i in session.get_inputs()})
+    graph = onnx.load(str(path))
+    assert check_graph(graph) == []
+    for label, mine, theirs in zip(labels, got, expected, strict=True):
+        assert abs(mine - theirs.numpy()).max() <= 1e-4, label
+    return graph
+
+
 def assert_decoder_exports(decoder, feats, tasks, path) -> None:
     """Export ``decoder`` alone at opset 17 and check it as the model export does.
 
     The graph must match PyTorch in ONNX Runtime within 1e-4 per task, hold no data-dependent
     control flow, and pass the TensorRT check (operators, resize modes).
     """
-    import onnx
-    import onnxruntime as ort
-
-    from vision_mtl.export import check_graph
 
     class Wrapper(torch.nn.Module):
         def __init__(self) -> None:
@@ -105,16 +126,6 @@ def assert_decoder_exports(decoder, feats, tasks, path) -> None:
         def forward(self, *levels):
             return tuple(self.decoder(list(levels)).features[t] for t in tasks)
 
-    wrapper = Wrapper().eval()
-    with torch.no_grad():
-        expected = wrapper(*feats)
     names = [f"level{i}" for i in range(len(feats))]
-    torch.onnx.export(wrapper, feats, str(path), input_names=names, opset_version=17, dynamo=False)
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    given = dict(zip(names, feats, strict=True))  # the export drops levels the decoder never reads
-    got = session.run(None, {i.name: given[i.name].numpy() for i in session.get_inputs()})
-    graph = onnx.load(str(path))
+    graph = assert_onnx_parity(Wrapper(), tuple(feats), names, path, tasks)
     assert not {n.op_type for n in graph.graph.node} & {"Loop", "If"}
-    assert check_graph(graph) == []
-    for task, mine, theirs in zip(tasks, got, expected, strict=True):
-        assert abs(mine - theirs.numpy()).max() <= 1e-4, task

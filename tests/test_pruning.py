@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from conftest import TINY_BACKBONES, load_tool
+from conftest import TINY_BACKBONES, assert_onnx_parity, load_tool
 
 from vision_mtl.apis import init_model
 from vision_mtl.compress import PruningError, apply_record, prune
@@ -39,22 +39,9 @@ def _parameters(model, prefix: str) -> int:
 
 def _assert_exports_with_parity(model, x, path) -> None:
     """ONNX export at opset 17, TensorRT operator check, ONNX Runtime within 1e-4."""
-    import onnx
-    import onnxruntime as ort
-
-    from vision_mtl.export import check_graph
     from vision_mtl.export.onnx_export import TensorOutputs
 
-    wrapper = TensorOutputs(model).eval()
-    torch.onnx.export(
-        wrapper, (x,), str(path), input_names=["image"], opset_version=17, dynamo=False
-    )
-    assert check_graph(onnx.load(str(path))) == []
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    with torch.no_grad():
-        expected = wrapper(x)
-    for mine, theirs in zip(session.run(None, {"image": x.numpy()}), expected, strict=True):
-        assert abs(mine - theirs.numpy()).max() <= 1e-4
+    assert_onnx_parity(TensorOutputs(model), (x,), ["image"], path, list(model.tasks))
 
 
 @pytest.mark.parametrize("decoder", list(DECODERS))

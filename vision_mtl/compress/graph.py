@@ -84,6 +84,11 @@ class _Ranks(TorchFunctionMode):
         return out
 
 
+def scalar_output(outputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    """DepGraph's ``output_transform``: one scalar that every task output reaches."""
+    return sum(v.sum() for v in outputs.values())
+
+
 def tracing_forward() -> tuple[Callable, dict]:
     """A DepGraph ``forward_fn`` running the tensor mode, and the output ranks it records."""
     recorder = _Ranks()
@@ -194,7 +199,7 @@ def build_graph(model: nn.Module, example: torch.Tensor):
         model,
         example,
         forward_fn=forward,
-        output_transform=lambda out: sum(v.sum() for v in out.values()),
+        output_transform=scalar_output,
         customized_pruners=settings["customized_pruners"],
         unwrapped_parameters=settings["unwrapped_parameters"],
         ignored_params=settings["ignored_params"],

@@ -223,7 +223,6 @@ def greedy_prune(
         if log is not None:
             picked = f"{best[0]:.2f}" if best else "0"
             log(f"greedy: {label} (+{len(key) - 1} coupled) ratio {picked} (share {share:.4f})")
-    _sync_attention(model)
     check_runs(model, example)
     return make_record(
         model,

@@ -28,7 +28,13 @@ from collections.abc import Callable, Iterable, Sequence
 import torch
 from torch import nn
 
-from vision_mtl.compress.graph import build_graph, graph_settings, repair_graph, tracing_forward
+from vision_mtl.compress.graph import (
+    build_graph,
+    graph_settings,
+    repair_graph,
+    scalar_output,
+    tracing_forward,
+)
 
 RECORD_FORMAT = "vision_mtl.pruning/1"
 IMPORTANCES = ("magnitude", "taylor", "task-taylor")
@@ -325,7 +331,7 @@ def make_pruner(
             prune_head_dims=True,
             prune_num_heads=head_ratio > 0,
             head_pruning_ratio=head_ratio,
-            output_transform=lambda out: sum(v.sum() for v in out.values()),
+            output_transform=scalar_output,
         )
     except (IndexError, RuntimeError, ValueError) as err:
         raise PruningError(_UNTRACEABLE.format(type(err).__name__, err)) from None

@@ -241,8 +241,8 @@ def test_saliency_max_miou_averages_images_and_protocol_is_checked():
     b = sample(saliency=(np.zeros((1, 3)), np.zeros((1, 3), np.int64)))
     out = run(SaliencyMetric(thresholds=[0.5]), [a, b])
     assert out["max_mIoU"] == pytest.approx((1 / 3 + 1) / 2 * 100)  # TP 1, FP 1, FN 1
-    with pytest.raises(ValueError, match="protocol must be 'standard' or 'invpt'"):
-        SaliencyMetric(protocol="mtl")
+    with pytest.raises(ValueError, match="protocol must be one of"):
+        SaliencyMetric(protocol="mtpytorch")
 
 
 def test_saliency_rejects_logits_and_bad_labels():

@@ -53,6 +53,9 @@ class TaskSpec:
         scale_exponent: a map's values are multiplied by ``s ** scale_exponent`` when the image
             is scaled by ``s`` (depth -1, as the anchors treat a zoom as moving closer; disparity
             in pixels +1; 0 for everything else).
+        ignore_background_only: a label map holding nothing but background (0) and ignore is
+            ignored whole: for human parts, an image or crop without a person (InvPT's
+            ``AddIgnoreRegions``; MTL-PyTorch's parts evaluation skips such images).
         trivial: the trivial predictor the demo compares against.
         colormap: how :meth:`colorize` paints: ``palette``, ``depth``, ``normals`` or ``gray``.
         description: one line for tables and sidecars.
@@ -73,6 +76,7 @@ class TaskSpec:
     ignore_value: int | float = 255
     flip_channel: int | None = None
     scale_exponent: int = 0
+    ignore_background_only: bool = False
 
     def num_outputs(self, num_classes: int | None = None) -> int:
         """Channels of the raw head output; class tasks need the dataset's class count."""
@@ -261,6 +265,7 @@ TASKS: dict[str, TaskSpec] = {
             trivial="majority",
             colormap="palette",
             description="body (or object) part class id per pixel, 0 = background",
+            ignore_background_only=True,
         ),
         TaskSpec(
             name="disparity",

@@ -4,7 +4,8 @@ Order (REFERENCE.md ยง1, "Augmentation used by the anchors"): random scale 0.5โ€
 every map nearest, depth divided by the scale so it stays metric for the rescaled view), padding
 to the crop size (image 0, label maps 255, float maps 0), a random crop that retries (up to 10
 times) while one class covers more than 75 % of the labelled pixels, a horizontal flip that
-negates the normals' x, and photometric distortion of the image only. Nearest resampling never
+negates the normals' x, and photometric distortion of the image only. Last, a human-parts crop
+holding only background is ignored whole, as InvPT's ``AddIgnoreRegions`` does after its crop. Nearest resampling never
 invents label values and keeps normals unit length.
 
 Scaling and the photometric distortion are albumentations transforms; the crop rule and the
@@ -18,7 +19,7 @@ from collections.abc import Sequence
 import albumentations as A
 import numpy as np
 
-from vision_mtl.datasets.transforms import RandomHorizontalFlip
+from vision_mtl.datasets.transforms import RandomHorizontalFlip, ignore_background_only
 from vision_mtl.registry import TRANSFORMS
 from vision_mtl.tasks import TASKS, get_task
 
@@ -143,5 +144,6 @@ class MultiTaskAugment:
             sample = self.flip(sample)
         if self.photometric is not None:
             sample["image"] = self.photometric(image=sample["image"])["image"]
+        sample = ignore_background_only(sample)
         sample.setdefault("meta", {})["scale"] = factor
         return sample

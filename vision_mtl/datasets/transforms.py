@@ -18,6 +18,23 @@ def _task_keys(sample: dict) -> list[str]:
     return [k for k in sample if k in TASKS]
 
 
+def ignore_background_only(sample: dict) -> dict:
+    """Mark a label map that holds only background (0) and ignore as ignored whole.
+
+    For tasks whose TaskSpec sets ``ignore_background_only`` (human parts): an image or crop
+    without a person says nothing about parts, as InvPT's ``AddIgnoreRegions`` rules (in its
+    train and test transforms). PASCAL-Context applies the rule to whole images when it decodes
+    them (its ``no_parts_value``); MultiTaskAugment applies it to every training crop.
+    """
+    for task in _task_keys(sample):
+        spec = get_task(task)
+        if spec.ignore_background_only:
+            labels = sample[task]
+            if np.all((labels == 0) | (labels == spec.ignore_value)):
+                sample[task] = np.full_like(labels, spec.ignore_value)
+    return sample
+
+
 @TRANSFORMS.register_module()
 class RandomHorizontalFlip:
     """Mirror the image and every task map with probability ``prob``.

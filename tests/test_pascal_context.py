@@ -93,12 +93,44 @@ def test_every_task_decodes(pascal_root):
     assert data.metainfo["num_classes"] == {"semseg": 21, "human_parts": 7}
 
 
-def test_images_without_person_parts(pascal_root):
-    assert (
-        PascalContextMTDataset(str(pascal_root), split="val").load_sample(0)["human_parts"] == 0
-    ).all()
-    ignored = PascalContextMTDataset(str(pascal_root), split="val", no_parts_value=255)
-    assert (ignored.load_sample(0)["human_parts"] == 255).all()
+def test_images_without_person_parts_are_ignored_by_default(pascal_root):
+    """InvPT's AddIgnoreRegions: a parts map of background only is ignored whole (train and test)."""
+    default = PascalContextMTDataset(str(pascal_root), split="val")
+    assert (default.load_sample(0)["human_parts"] == 255).all()
+    background = PascalContextMTDataset(str(pascal_root), split="val", no_parts_value=0)
+    assert (background.load_sample(0)["human_parts"] == 0).all()
+    # Images with a person keep their parts.
+    assert default.load_sample(0) is not None
+    train = PascalContextMTDataset(str(pascal_root), split="train")
+    assert {0, 1, 6} <= set(np.unique(train.load_sample(0)["human_parts"]))
+
+
+def test_training_crops_without_a_person_are_ignored():
+    from vision_mtl.datasets.augment import MultiTaskAugment
+
+    parts = np.zeros((40, 40), np.uint8)
+    parts[30:, 30:] = 3  # a person only in the bottom-right corner
+    sample = {"image": np.zeros((40, 40, 3), np.uint8), "human_parts": parts}
+    augment = MultiTaskAugment(
+        crop_size=(10, 10), scale_range=(1, 1), flip_prob=0, photometric=False, seed=0
+    )
+    seen = set()
+    for _ in range(30):
+        crop = augment({k: v.copy() for k, v in sample.items()})["human_parts"]
+        seen.add("ignored" if (crop == 255).all() else "kept")
+        assert (crop == 255).all() or (crop == 3).any()  # never a crop of background alone
+    assert seen == {"ignored", "kept"}
+
+
+def test_seism_edges_are_seg2bmap_of_the_label_map(pascal_root):
+    seism = PascalContextMTDataset(str(pascal_root), split="val", edge_gt="seism", tasks=["edge"])
+    edge = seism.load_sample(0)["edge"]
+    label_map = seism._label_map(seism.ids[0], "edge")
+    from vision_mtl.evaluation.boundary_ops import seg2bmap
+
+    np.testing.assert_array_equal(edge, seg2bmap(label_map).astype(np.uint8))
+    with pytest.raises(ValueError, match="edge_gt must be 'train' or 'seism'"):
+        PascalContextMTDataset(str(pascal_root), edge_gt="laplacian")
 
 
 def test_edges_are_thin_and_follow_label_changes():

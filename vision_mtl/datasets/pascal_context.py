@@ -16,11 +16,14 @@ data (class names, the .mat struct, the part-name mapping, the Context ids on wh
 normals are kept) ship with the package in ``vision_mtl/data/pascal_context_mt.json``.
 
 * human_parts: person (category 15) parts mapped to 6 classes + background; an image with no
-  person parts is all background (0), as the published code scores it (``no_parts_value=255``
-  ignores such images instead).
+  person parts (a map holding only background) is ignored, all 255, as the published code does:
+  InvPT's ``AddIgnoreRegions`` in its train and test transforms, and MTL-PyTorch's parts
+  evaluation skips such images (``no_parts_value=0`` scores them as all background instead).
 * normals: kept only on Context classes that exist in NYU (plus tvmonitor), zero elsewhere.
-* edge: ``thin(|Laplacian(LabelMap)| > 0)`` (scikit-image's thinning, as the published code),
-  computed once per image and cached as PNG under ``edge_cache`` (written atomically).
+* edge: for training, ``thin(|Laplacian(LabelMap)| > 0)`` (scikit-image's thinning, as the
+  published loaders), computed once per image and cached as PNG under ``edge_cache`` (written
+  atomically); with ``edge_gt='seism'`` (the test configs), ``seg2bmap(LabelMap)``, the boundary
+  SEISM scores against (``BoundaryMetric(gt_format='boundary')`` then thins it as SEISM does).
 """
 
 from __future__ import annotations
@@ -86,7 +89,6 @@ def decode_human_parts(anno: dict, shape: tuple[int, int], no_parts_value: int) 
     info = protocol()["human_parts"]
     mapping, person = info["part_name_to_class_6"], info["person_category"]
     parts = np.zeros(shape, np.uint8)
-    found = False
     for obj in anno["anno"][0][0][1][0]:
         if int(obj[1][0][0]) != person or obj[3].size == 0:
             continue
@@ -98,10 +100,16 @@ def decode_human_parts(anno: dict, shape: tuple[int, int], no_parts_value: int) 
             if mask.shape != shape:
                 raise ValueError(f"part mask {mask.shape} does not match the image {shape}")
             parts[mask] = mapping[name]
-            found = True
-    if not found:
+    if not parts.any():  # only background: no person, or persons without part masks
         parts[:] = no_parts_value
     return parts
+
+
+def seism_edges(label_map: np.ndarray) -> np.ndarray:
+    """The boundary SEISM scores PASCAL-Context against: ``seg2bmap`` of the Context label map."""
+    from vision_mtl.evaluation.boundary_ops import seg2bmap
+
+    return seg2bmap(label_map).astype(np.uint8)
 
 
 def edges_from_label_map(label_map: np.ndarray) -> np.ndarray:
@@ -121,8 +129,12 @@ class PascalContextMTDataset(MultiTaskDataset):
         split: ``train`` or ``val`` (``ImageSets/Context/<split>.txt``).
         tasks: any of :attr:`PROVIDES`, or ``"all"``.
         pipeline: transforms applied to each sample.
-        no_parts_value: part label of images without person parts (0 as published, or 255).
-        edge_cache: folder for the computed edge maps (default ``<data_root>/edge_cache``).
+        no_parts_value: part label of images without person parts: 255 (ignored, as published)
+            or 0 (all background).
+        edge_gt: ``'train'`` (the published loaders' thinned Laplacian edges) or ``'seism'``
+            (``seg2bmap`` of the label map, what the published boundary numbers are scored on).
+        edge_cache: folder for the computed training edge maps (default
+            ``<data_root>/edge_cache``).
     """
 
     PROVIDES = ("semseg", "human_parts", "saliency", "normals", "edge")
@@ -139,7 +151,8 @@ class PascalContextMTDataset(MultiTaskDataset):
         split: str = "train",
         tasks: str | Sequence[str] = "all",
         pipeline: Sequence[Any] = (),
-        no_parts_value: int = 0,
+        no_parts_value: int = 255,
+        edge_gt: str = "train",
         edge_cache: str | None = None,
     ) -> None:
         super().__init__(tasks=tasks, pipeline=pipeline)
@@ -149,7 +162,10 @@ class PascalContextMTDataset(MultiTaskDataset):
             )
         if no_parts_value not in (0, 255):
             raise ValueError(f"no_parts_value must be 0 or 255, got {no_parts_value!r}")
+        if edge_gt not in ("train", "seism"):
+            raise ValueError(f"edge_gt must be 'train' or 'seism', got {edge_gt!r}")
         self.root, self.split, self.no_parts_value = Path(data_root), split, no_parts_value
+        self.edge_gt = edge_gt
         self.edge_cache = Path(edge_cache) if edge_cache else self.root / "edge_cache"
         if not self.root.is_dir():
             raise FileNotFoundError(
@@ -181,6 +197,8 @@ class PascalContextMTDataset(MultiTaskDataset):
         return np.asarray(mat["LabelMap"])
 
     def _edge(self, sample_id: str) -> np.ndarray:
+        if self.edge_gt == "seism":
+            return seism_edges(self._label_map(sample_id, "edge"))
         cached = self.edge_cache / f"{sample_id}.png"
         if cached.is_file():
             return (read_image_file(cached, color=False) > 0).astype(np.uint8)

@@ -1,8 +1,9 @@
-"""Boundary detection scored by the SEISM/BSDS protocol: odsF, oisF and AP, in Python.
+"""Boundary detection scored by the SEISM protocol: odsF, oisF and AP, in Python.
 
-The per-image work (NMS, thresholds, thinning, matching) is in :mod:`.boundary_protocol`; this
-module wraps it as an mmengine metric that spreads images over worker processes while the model
-keeps predicting, and can save the maps in the layout the MATLAB tool reads.
+The per-image work (PNG truncation, NMS, thresholds, thinning, matching) is in
+:mod:`.boundary_protocol`; this module wraps it as an mmengine metric that spreads images over
+worker processes while the model keeps predicting, and can save the maps in the layout the
+MATLAB tool reads.
 """
 
 from __future__ import annotations
@@ -31,9 +32,6 @@ from vision_mtl.evaluation.task_metrics import (
     sample_pair,
 )
 from vision_mtl.registry import METRICS
-
-#: Thresholds of the fast validation mode.
-FAST_THRESHOLDS = 5
 
 _POOLS: dict[int, ProcessPoolExecutor] = {}
 
@@ -64,49 +62,60 @@ def _shutdown_pools() -> None:
     _POOLS.clear()
 
 
-def _score_image(prob_u8, gt, valid, thresholds, max_dist, matcher, fast) -> np.ndarray:
+def _score_image(png, gt, valid, thresholds, max_dist, gt_format) -> np.ndarray:
     # Module-level, so that worker processes can unpickle it.
-    counts, _ = protocol.evaluate_image(
-        prob_u8, gt, thresholds, max_dist, valid=valid, matcher=matcher, fast_nms=fast
-    )
+    if valid is not None:
+        png = np.where(valid, png, 0).astype(np.uint8)
+    nms = protocol.suppress(png, skip_below=float(thresholds[0]))
+    boundaries = protocol.gt_boundaries(gt, gt_format)
+    if valid is not None:
+        boundaries &= valid
+    counts, _ = protocol.evaluate_image(nms, boundaries, thresholds, max_dist)
     return counts
 
 
 @METRICS.register_module()
 class BoundaryMetric(TaskMetric):
-    """Boundary F-measures by the SEISM/BSDS benchmark protocol, without MATLAB.
+    """Boundary F-measures by SEISM's protocol, the one the multitask papers report, without MATLAB.
 
-    Each prediction (a sigmoid probability map at the original image size) is quantized to 8
-    bits, non-maximum suppressed, thresholded at ``t = i / 102`` for ``i = 1..101``, thinned, and
-    matched one-to-one to the ground-truth boundary within ``max_dist × image diagonal``
-    (0.011 for NYUD-v2, 0.0075 for PASCAL-Context). pyEdgeEval supplies the suppression, the
-    thinning tables and the BSDS CSA matcher; :func:`.boundary_protocol.evaluate_image` explains
-    the two matchers. Counts are summed over the split (ODS), taken at each image's best
-    threshold (OIS), and turned into the 101-point average precision (AP).
+    Each prediction (a sigmoid probability map at the original image size) is written to 8 bits
+    by truncation, non-maximum suppressed as a float map, thresholded at the 101 values of
+    SEISM's ``parameters/HED.txt`` (``E > t``), thinned, and matched one-to-one to the thinned
+    ground-truth boundary within ``max_dist × image diagonal`` (0.011 for NYUD-v2, 0.0075 for
+    PASCAL-Context). Counts are summed over the split (ODS), taken at each image's best
+    threshold (OIS), and turned into SEISM's interpolated average precision (AP).
+    :mod:`.boundary_protocol` lists each step with the reference file it follows; the golden
+    fixtures in ``tests/fixtures/seism`` hold the original code's outputs that it is tested on.
 
     Images are scored in worker processes as they arrive, so scoring overlaps the model's
     forward passes; results are one small count array per image and gather across ranks. The
     workers are spawned, so a script that evaluates must keep its top-level code under
     ``if __name__ == "__main__":`` (the tools do), the usual rule for spawned processes.
 
-    ``mode='fast'`` is meant for validation during training: 5 thresholds and a slightly
-    cheaper suppression (:func:`.boundary_protocol.suppress`). Its keys carry an ``_approx``
-    suffix so that it is never mistaken for the published figure.
+    ``mode='fast'`` is meant for validation during training: 5 of the thresholds (0.1, 0.3,
+    ..., 0.9). Its keys carry an ``_approx`` suffix so that it is never mistaken for the
+    published figure.
 
     Args:
         max_dist: matching tolerance as a fraction of the image diagonal.
         mode: ``'full'`` (the published protocol) or ``'fast'`` (approximate, see above).
-        thresholds: number of thresholds; default 101 (full) or 5 (fast).
-        matcher: ``'maximum'`` (maximum matching, exact and deterministic) or ``'csa'``
-            (pyEdgeEval's BSDS matcher at every threshold: the MATLAB tool's behaviour, slower).
+        thresholds: increasing thresholds in (0, 1); default SEISM's HED list (full) or the
+            five of the fast mode.
+        gt_format: how the ground truth is read. ``'segmentation'`` (SEISM's reading, and the
+            default): it is a label map whose boundaries ``seg2bmap`` finds, as SEISM does with
+            the NYUD-v2 edge PNG; ``'boundary'``: it already is a one-pixel boundary map
+            (PASCAL-Context's ``seg2bmap(LabelMap)``), thinned only.
         nproc: worker processes; default the CPU count divided by the number of ranks; 0 scores
             in the calling process (for debugging).
         save_dir: if set, every prediction is also written as ``<save_dir>/<name>.png``, the
             8-bit map the MATLAB SEISM tool reads (names from ``meta['name']``).
-        ignore_index: ground-truth value of pixels that are not scored.
+        ignore_index: ground-truth value of pixels that are not scored (SEISM has none; such
+            pixels are removed from both maps before suppression).
         task: which key of the samples' ``pred``/``gt`` to read.
         collect_device: device for gathering results across ranks.
         prefix: metric-name prefix for :meth:`evaluate`; default the task name.
+
+    A ``uint8`` prediction is taken as the PNG itself (for maps saved by other code).
 
     Returns (from ``compute_metrics``, percentages except the threshold): ``odsF``, ``oisF``,
     ``AP``, ``odsP``, ``odsR``, ``ods_threshold`` (each with ``_approx`` in fast mode).
@@ -116,8 +125,8 @@ class BoundaryMetric(TaskMetric):
         self,
         max_dist: float = 0.011,
         mode: str = "full",
-        thresholds: int | None = None,
-        matcher: str = "maximum",
+        thresholds: Sequence[float] | None = None,
+        gt_format: str = "segmentation",
         nproc: int | None = None,
         save_dir: str | None = None,
         ignore_index: int = 255,
@@ -133,19 +142,24 @@ class BoundaryMetric(TaskMetric):
                 f"task {task!r}: max_dist is a fraction of the image diagonal, in (0, 1); got "
                 f"{max_dist!r}"
             )
-        if matcher not in ("maximum", "csa"):
-            raise ValueError(f"task {task!r}: matcher must be 'maximum' or 'csa', got {matcher!r}")
+        if gt_format not in protocol.GT_FORMATS:
+            raise ValueError(
+                f"task {task!r}: gt_format must be one of {protocol.GT_FORMATS}, got {gt_format!r}"
+            )
         if nproc is not None and (
             isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 0
         ):
             raise ValueError(f"task {task!r}: nproc must be an integer >= 0, got {nproc!r}")
         self.mode = mode
         self.max_dist = float(max_dist)
-        default = protocol.FULL_THRESHOLDS if mode == "full" else FAST_THRESHOLDS
-        self.thresholds = protocol.protocol_thresholds(
-            default if thresholds is None else thresholds
-        )
-        self.matcher = matcher
+        default = protocol.HED_THRESHOLDS if mode == "full" else protocol.FAST_THRESHOLDS
+        try:
+            self.thresholds = protocol.check_thresholds(
+                default if thresholds is None else thresholds
+            )
+        except ValueError as err:
+            raise ValueError(f"task {task!r}: {err}") from None
+        self.gt_format = gt_format
         self.nproc = nproc
         self.save_dir = None if save_dir is None else Path(save_dir)
         self.ignore_index = ignore_index
@@ -159,16 +173,19 @@ class BoundaryMetric(TaskMetric):
 
     def _arguments(self, pred: np.ndarray, gt: np.ndarray) -> tuple:
         """Check one image and build the arguments of its scoring job."""
-        prob = as_single_channel(pred, self.task, "the prediction").astype(np.float64)
+        pred = as_single_channel(pred, self.task, "the prediction")
         gt = as_single_channel(gt, self.task, "the ground truth")
-        check_same_shape(prob, gt, self.task)
-        check_probabilities(prob, self.task)
+        check_same_shape(pred, gt, self.task)
+        if pred.dtype == np.uint8:
+            png = pred.copy()
+        else:
+            prob = pred.astype(np.float64)
+            check_probabilities(prob, self.task)
+            # The protocol starts from the 8-bit map: truncate here, send a quarter of the bytes.
+            png = protocol.to_png(prob)
         valid, edges = binary_labels(gt, self.ignore_index, self.task)
         valid = None if valid.all() else valid
-        # The protocol starts from the 8-bit map: quantize here, send a quarter of the bytes.
-        prob_u8 = protocol.to_uint8(prob)
-        fast = self.mode == "fast"
-        return prob_u8, edges, valid, self.thresholds, self.max_dist, self.matcher, fast
+        return png, edges, valid, self.thresholds, self.max_dist, self.gt_format
 
     def process(self, data_batch: Any, data_samples: Sequence[Mapping]) -> None:
         """Check each sample, optionally save its PNG, and queue it for scoring."""

@@ -1,20 +1,26 @@
-"""The SEISM/BSDS boundary benchmark for one image, built on pyEdgeEval's NMS and thinning.
+"""The SEISM boundary benchmark for one image, and its ODS/OIS/AP summary.
 
-This module is the per-image work of :class:`~vision_mtl.evaluation.BoundaryMetric`.
+This is the per-image work of :class:`~vision_mtl.evaluation.BoundaryMetric`: the chain that the
+InvPT / TaskPrompter / ATRC repositories run through SEISM (prismformore/
+Boundary-Detection-Evaluation-Tools), step by step, with the file each step follows:
 
-The protocol (what the MATLAB SEISM tool does with the PNGs the multitask repos save):
+1. the sigmoid map is written as an 8-bit PNG by truncation, ``(255 * p).astype(uint8)``
+   (the repos' prediction writers), and read back with ``im2single`` (``read_one_cont_png.m``);
+2. orientation from the triangle-smoothed map and non-maximum suppression of the *unsmoothed*
+   float map, ``edgesNmsMex(E, O, 1, 5, 1.01)`` (``read_one_cont_png.m``; the ports are in
+   :mod:`.boundary_ops`);
+3. for each threshold of ``parameters/HED.txt`` (0.001, 0.01, 0.02, ..., 0.99, 0.999): the
+   binary map ``E > t``, compared in single precision as Octave does (``read_one_cont_png.m``);
+4. thinning of that map and of the ground truth, ``bwmorph(seg2bmap(G), 'thin', Inf)``: the
+   ground truth is read as a *segmentation* (``edgesEvalImg.m``; for NYUD-v2 the edge PNG itself);
+5. one-to-one matching within ``maxDist × image diagonal`` (``correspondPixels``): matched
+   ground-truth and predicted pixels, ground-truth and predicted totals (``edgesEvalImg.m``);
+6. ODS, OIS and AP over the split (``gather_measure.m``, ``general_ods.m``, ``general_ois.m``,
+   ``general_ap.m``): :func:`summarize`.
 
-1. the sigmoid map is stored as an 8-bit image, ``round(255 p)``;
-2. non-maximum suppression (Dollár's ``edgesNmsMex`` with ``r=1, s=5, m=1.01``, pyEdgeEval's
-   port), whose output is quantized to 8 bits again, as ``nms_process.m`` writes it;
-3. for each of the thresholds ``t_i = i / (N + 1)``, ``i = 1..N`` (N = 101): ``nms >= t``, then
-   morphological thinning (MATLAB's ``bwmorph(..., 'thin', inf)``);
-4. one-to-one matching of predicted and ground-truth pixels within
-   ``max_dist × image diagonal``: every matched pair is a true positive on both sides.
-
-Step 4 is where the time goes: the BSDS CSA matcher costs 0.1-0.5 s per call on an
-NYUD-v2-sized image and the protocol needs 101 calls per image. :func:`evaluate_image` explains
-how the same counts are obtained in a few milliseconds, and keeps the CSA matcher available.
+Step 5 is where the time goes: the BSDS CSA matcher costs 0.1-0.5 s per call on an
+NYUD-v2-sized image. :func:`evaluate_image` counts the pairs with a maximum matching instead
+(see there), and skips work that cannot change a count.
 """
 
 from __future__ import annotations
@@ -22,121 +28,59 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import maximum_flow
 from scipy.spatial import cKDTree
 
-try:  # pyEdgeEval builds C++ extensions at install time; say so if they are missing.
-    from pyEdgeEval._lib import correspond_pixels, nms
-    from pyEdgeEval.common.metrics import compute_rec_prec_f1, interpolated_max_scores
-    from pyEdgeEval.preprocess import fast_nms
-    from pyEdgeEval.preprocess.thin.thin import (
-        _lut_mutate_mask,
-        _thin_iter_1_lut,
-        _thin_iter_2_lut,
-    )
-except ImportError as err:  # pragma: no cover - exercised only on a broken install
-    raise ImportError(
-        f"the boundary benchmark needs pyEdgeEval with its compiled matcher ({err}); install it "
-        "with `pip install pyEdgeEval==0.2.8` (it compiles C++ code: a C++ compiler is required)"
-    ) from err
+from vision_mtl.evaluation import boundary_ops as ops
 
-#: Number of thresholds of the published protocol.
-FULL_THRESHOLDS = 101
+#: SEISM's ``parameters/HED.txt``: the thresholds the multitask repos evaluate at.
+HED_THRESHOLDS = (0.001, *(round(0.01 * i, 2) for i in range(1, 100)), 0.999)
 
-#: The outlier cost of the BSDS matcher (its default; part of the protocol).
-OUTLIER_COST = 100.0
+#: The fast validation mode's thresholds, a subset of :data:`HED_THRESHOLDS`.
+FAST_THRESHOLDS = (0.1, 0.3, 0.5, 0.7, 0.9)
 
-# Thinning lookup tables, taken from pyEdgeEval so that :func:`thin` is its ``binary_thin``.
-_THIN_LUTS = (_thin_iter_1_lut(), _thin_iter_2_lut())
-_THIN_MUTATES = tuple(_lut_mutate_mask(lut) for lut in _THIN_LUTS)
-# Neighbour weights of the lookup index (NW=1, N=2, NE=4, W=8, C=16, E=32, SW=64, S=128, SE=256).
-_NEIGHBOUR_WEIGHTS = np.array([[1, 2, 4], [8, 16, 32], [64, 128, 256]], np.float32)
+#: How the ground truth handed to the metric is read.
+GT_FORMATS = ("segmentation", "boundary")
 
 
-def protocol_thresholds(count: int = FULL_THRESHOLDS) -> np.ndarray:
-    """The BSDS/SEISM thresholds ``i / (count + 1)`` for ``i = 1..count`` (0 and 1 excluded)."""
-    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
-        raise ValueError(f"the number of thresholds must be an integer >= 1, got {count!r}")
-    return np.linspace(1.0 / (count + 1), 1.0 - 1.0 / (count + 1), int(count))
+def check_thresholds(thresholds) -> np.ndarray:
+    """Thresholds as a strictly increasing float array in (0, 1), or a clear error."""
+    values = np.asarray(thresholds, np.float64).ravel()
+    if values.size == 0 or not np.all((values > 0) & (values < 1)):
+        raise ValueError(
+            f"thresholds must be a non-empty list of values in (0, 1), got {thresholds!r}"
+        )
+    if np.any(np.diff(values) <= 0):
+        raise ValueError(f"thresholds must be strictly increasing, got {thresholds!r}")
+    return values
 
 
-def to_uint8(prob: np.ndarray) -> np.ndarray:
-    """A probability map as the 8-bit PNG the published code writes: ``round(255 p)``."""
-    return np.round(np.clip(prob, 0.0, 1.0) * 255.0).astype(np.uint8)
+def to_png(prob: np.ndarray) -> np.ndarray:
+    """A probability map as the published repos write it: ``(255 * p).astype(uint8)``."""
+    return (np.clip(prob, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
-def suppress(prob_u8: np.ndarray, fast: bool = False, floor: float = 0.0) -> np.ndarray:
-    """Non-maximum suppression of an 8-bit map, returned as 8 bits (SEISM's ``nms_process``).
+def suppress(png: np.ndarray, skip_below: float | None = None) -> np.ndarray:
+    """``read_one_cont_png``'s map before thresholding: ``im2single``, orientation, NMS (float32).
 
-    Args:
-        prob_u8: the 8-bit boundary map.
-        fast: smooth with OpenCV's separable filter instead of scipy's ``convolve2d`` (a third
-            faster). The smoothed maps agree to 1e-16, but where pyEdgeEval's gradient is exactly
-            0 (flat background) OpenCV's is 1e-17, which turns the orientation there and can
-            change a few weak responses. So only the approximate fast mode uses it.
-        floor: with ``fast``, smoothed responses below it are zeroed before the suppression
-            proper, which then skips them (a third of its time on noisy maps). They could never
-            pass a threshold >= floor; they can still change a neighbour's verdict through the
-            interpolation along the normal, rarely, which is why the full protocol never does it.
+    ``skip_below`` (see :func:`.boundary_ops.edges_nms`) leaves pixels that no threshold will
+    pass unexamined; the thresholded maps are the same.
     """
-    if not prob_u8.any():  # NMS of an empty map is empty; skip its gradient work
-        return prob_u8.copy()
-    if not fast:
-        return fast_nms(prob_u8, r=1, s=5, m=1.01, half_prec=False, return_as_uint8=True)
-    # The steps of pyEdgeEval's fast_nms (Dollár's edgesNms wrapper) with a faster convTri.
-    edge = _conv_tri(prob_u8 / 255.0, 1)
-    oy, ox = np.gradient(_conv_tri(edge, 4))
-    oxx = np.gradient(ox, axis=1)
-    oyy, oxy = np.gradient(oy)
-    oxx[oxx == 0] = 1e-5
-    orientation = np.mod(np.arctan(oyy * np.sign(-oxy) / oxx), np.pi)
-    if floor > 0:
-        edge = np.where(edge >= floor, edge, 0.0)
-    out = nms(edge, orientation, r=1, s=5, m=1.01)
-    return np.round(np.clip(out, 0, 1) * 255).astype(np.uint8)
+    edge = png.astype(np.float32) / np.float32(255)  # im2single
+    if not edge.any():
+        return edge
+    return ops.edges_nms(edge, ops.nms_orientation(edge), skip_below=skip_below)
 
 
-def _conv_tri(image: np.ndarray, r: int) -> np.ndarray:
-    """Dollár's ``convTri``: separable triangle filter of radius r, symmetric borders."""
-    if r <= 1:
-        p = 12 / r / (r + 2) - 2
-        kernel = np.array([1.0, p, 1.0]) / (2 + p)
-    else:
-        kernel = np.array([*range(1, r + 1), r + 1, *range(r, 0, -1)], np.float64) / (r + 1) ** 2
-    return cv2.sepFilter2D(image, cv2.CV_64F, kernel, kernel, borderType=cv2.BORDER_REFLECT)
-
-
-def thin(binary: np.ndarray) -> np.ndarray:
-    """Morphological thinning to convergence, identical to pyEdgeEval's ``binary_thin``.
-
-    Same lookup tables and the same two sub-iterations; the neighbourhood index is computed with
-    one ``cv2.filter2D`` on the bounding box of the set pixels instead of nine shifted array sums
-    on the whole image, which makes it several times faster. Thinning only looks at 3×3
-    neighbourhoods and only ever removes pixels, so working inside the box (plus a zero border)
-    gives the same result.
-    """
-    out = np.zeros(binary.shape, bool)
-    rows = np.flatnonzero(binary.any(axis=1))
-    if rows.size == 0:
-        return out
-    cols = np.flatnonzero(binary.any(axis=0))
-    y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-    out[y0:y1, x0:x1] = _thin_box(binary[y0:y1, x0:x1])
-    return out
-
-
-def _thin_box(x: np.ndarray) -> np.ndarray:
-    # pyEdgeEval's loop: sub-iteration 1, then 2, until a sub-iteration would change nothing.
-    x = x.astype(np.uint8)
-    while True:
-        for lut, mutates in zip(_THIN_LUTS, _THIN_MUTATES, strict=True):
-            index = cv2.filter2D(x, cv2.CV_16S, _NEIGHBOUR_WEIGHTS, borderType=cv2.BORDER_CONSTANT)
-            if not mutates[index].any():
-                return x > 0
-            x = lut[index].view(np.uint8)
+def gt_boundaries(gt: np.ndarray, gt_format: str = "segmentation") -> np.ndarray:
+    """The ground truth SEISM matches against: ``thin(seg2bmap(G))``, or ``thin(G)`` for a map
+    that already is a one-pixel boundary map (``gt_format='boundary'``)."""
+    if gt_format not in GT_FORMATS:
+        raise ValueError(f"gt_format must be one of {GT_FORMATS}, got {gt_format!r}")
+    bmap = ops.seg2bmap(gt) if gt_format == "segmentation" else np.asarray(gt, bool)
+    return ops.thin(bmap)
 
 
 @dataclass
@@ -147,8 +91,7 @@ class MatchLog:
     repeated: int = 0  # thinned map identical to the previous threshold's: counts reused
     empty: int = 0  # no prediction or no ground truth within reach: nothing to match
     inherited: int = 0  # a subset of a fully matched prediction: count known without search
-    matcher_calls: int = 0  # a matcher ran (max-flow or CSA)
-    matcher_pixels: int = 0  # pixels handed to the CSA matcher
+    matcher_calls: int = 0  # a max-flow ran
 
     def add(self, other: MatchLog) -> None:
         """Accumulate another image's log into this one."""
@@ -157,7 +100,7 @@ class MatchLog:
 
 
 def tolerance_pixels(shape: tuple[int, int], max_dist: float) -> float:
-    """The matching radius in pixels: ``max_dist × image diagonal``, computed as the matcher does."""
+    """The matching radius in pixels: ``max_dist × image diagonal``, as ``correspondPixels``."""
     rows, cols = shape
     return float(max_dist) * math.sqrt(rows * rows + cols * cols)
 
@@ -200,101 +143,47 @@ def _compact(index: np.ndarray) -> np.ndarray:
     return (np.cumsum(used) - 1)[index]
 
 
-def _distinct(index: np.ndarray, size: int) -> np.ndarray:
-    """Boolean mask of the values present in ``index`` (cheaper than ``np.unique``)."""
-    used = np.zeros(size, bool)
-    used[index] = True
-    return used
-
-
-def _csa_count(pred_xy: np.ndarray, gt_xy: np.ndarray, radius: float) -> int:
-    """Matched pairs by pyEdgeEval's CSA matcher, on the bounding box of the given pixels."""
-    corner = np.minimum(pred_xy.min(axis=0), gt_xy.min(axis=0))
-    extent = np.maximum(pred_xy.max(axis=0), gt_xy.max(axis=0)) - corner + 1
-    crop_pred = np.zeros(tuple(extent), np.float64)
-    crop_gt = np.zeros(tuple(extent), np.float64)
-    crop_pred[tuple((pred_xy - corner).T)] = 1
-    crop_gt[tuple((gt_xy - corner).T)] = 1
-    # The matcher scales max_dist by the diagonal of what it is given: rescale so that the
-    # radius, and the outlier cost derived from it, stay those of the full image.
-    diagonal = math.sqrt(float(extent[0]) ** 2 + float(extent[1]) ** 2)
-    match_pred, _, _, _ = correspond_pixels(
-        crop_pred, crop_gt, max_dist=radius / diagonal, outlier_cost=OUTLIER_COST
-    )
-    return int(np.count_nonzero(match_pred > 0))
-
-
 def evaluate_image(
-    prob: np.ndarray,
+    nms: np.ndarray,
     gt: np.ndarray,
     thresholds: np.ndarray,
     max_dist: float,
-    valid: np.ndarray | None = None,
-    apply_nms: bool = True,
-    matcher: str = "maximum",
-    fast_nms: bool = False,
 ) -> tuple[np.ndarray, MatchLog]:
-    """Per-threshold boundary counts of one image.
+    """Per-threshold boundary counts of one image (``edgesEvalImg`` at each threshold).
 
     The count at a threshold is the number of one-to-one pairs of predicted and ground-truth
-    pixels within the radius. Two matchers give it:
-
-    * ``'maximum'`` (default): the size of a maximum matching of the "within the radius" graph,
-      by unit-capacity max-flow (scipy). This is the optimum of the BSDS matcher's objective:
-      its outlier cost (100 × the radius) outweighs any distance it could save, so it maximizes
-      the number of pairs first and their length only second.
-    * ``'csa'``: pyEdgeEval's ``correspond_pixels`` (the BSDS/SEISM C++ matcher) at every
-      threshold. It links unmatched pixels through a sparse *random* outlier graph (6 links per
-      node, from a global RNG that is never reseeded), which cannot always absorb the optimum's
-      leftovers; it then gives up a few pairs. On NYUD-v2-sized maps that is ~0.1% of the pairs,
-      varying from call to call on the same input. Use it to reproduce the MATLAB tool's figures
-      to the last digit it is stable to; it is several times slower.
+    pixels within the radius, found as the size of a maximum matching of the "within the
+    radius" graph (unit-capacity max-flow). The BSDS CSA matcher that SEISM calls minimizes
+    ``distance + outlier cost`` with an outlier cost of 100 × the radius, which outweighs any
+    distance it could save, so its optimum is a maximum matching too; its sparse random outlier
+    graph sometimes gives up a few pairs of that optimum (about 0.1% on NYUD-v2-sized maps,
+    varying from call to call), so counts can differ from SEISM's by that much.
 
     Work that cannot change a count is skipped: a thinned map identical to the previous
     threshold's reuses its counts; a map with no pixel within reach of the other side counts 0;
-    with ``'maximum'``, a map contained in the previous one, all of whose matchable predicted
-    pixels were matched, has all of its own matched (restrict that matching) and needs no
-    search. Inputs to the CSA matcher are cut down to the pixels that have a partner within the
-    radius (it drops the others itself) and cropped to their bounding box, with the radius kept.
+    a map contained in the previous one, all of whose matchable predicted pixels were matched,
+    has all of its own matched (restrict that matching) and needs no search.
 
     Args:
-        prob: boundary probability map (H×W, values in [0, 1]) at the original image size, or
-            its 8-bit version (:func:`to_uint8`), which is what worker processes are sent.
-        gt: boolean ground-truth boundary map (H×W).
-        thresholds: increasing thresholds (:func:`protocol_thresholds`).
+        nms: the suppressed float32 map (:func:`suppress`).
+        gt: the thinned boolean ground-truth boundary map (:func:`gt_boundaries`).
+        thresholds: increasing thresholds; a pixel is predicted where ``nms > t``.
         max_dist: matching tolerance as a fraction of the image diagonal.
-        valid: pixels to score (False where the ground truth is ``ignore``); predictions outside
-            it are dropped before suppression. ``None`` scores every pixel.
-        apply_nms: suppress non-maxima first (the protocol); off for maps that are thin already.
-        matcher: ``'maximum'`` or ``'csa'`` (see above).
-        fast_nms: the approximate suppression of :func:`suppress` (fast validation mode).
 
     Returns:
         A 4×T float64 array (matched gt, gt pixels, matched predictions, predicted pixels) per
-        threshold, pyEdgeEval's ``(count_r, sum_r, count_p, sum_p)``, and the image's
-        :class:`MatchLog`.
+        threshold, SEISM's ``(cntR, sumR, cntP, sumP)``, and the image's :class:`MatchLog`.
     """
-    if matcher not in ("maximum", "csa"):
-        raise ValueError(f"matcher must be 'maximum' or 'csa', got {matcher!r}")
-    image = prob.copy() if prob.dtype == np.uint8 else to_uint8(prob)
-    if valid is not None:
-        image[~valid] = 0
-    if apply_nms:
-        image = suppress(image, fast=fast_nms, floor=float(thresholds[0]) if fast_nms else 0.0)
-    gt = np.asarray(gt, bool)
-    if valid is not None:
-        gt = gt & valid
     gt_xy = np.argwhere(gt)
     radius = tolerance_pixels(gt.shape, max_dist)
-    # The 8-bit level from which v / 255 >= t holds, per threshold: compare integers, not floats.
-    levels = np.arange(256) / 255.0
-    first_level = [int(np.argmax(levels >= t)) if levels[-1] >= t else 256 for t in thresholds]
-    counts = np.zeros((4, len(thresholds)), np.float64)
+    # Octave compares a single-precision map with a double threshold in single precision.
+    levels = np.asarray(thresholds, np.float64).astype(np.float32)
+    counts = np.zeros((4, len(levels)), np.float64)
     counts[1] = gt_xy.shape[0]
-    log = MatchLog(thresholds=len(thresholds))
+    log = MatchLog(thresholds=len(levels))
 
-    # Every thinned map lies inside {nms >= lowest threshold}: find candidate pairs once.
-    cand_xy = np.argwhere(image >= first_level[0])
+    # Every thresholded map lies inside {nms > lowest threshold}: find candidate pairs once.
+    cand_xy = np.argwhere(nms > levels[0])
     cand_index = np.full(gt.shape, -1, np.int64)
     cand_index[tuple(cand_xy.T)] = np.arange(cand_xy.shape[0])
     if cand_xy.size and gt_xy.size:
@@ -304,8 +193,8 @@ def evaluate_image(
 
     previous: np.ndarray | None = None
     previous_saturated = False  # every matchable predicted pixel of the previous map matched
-    for i, level in enumerate(first_level):
-        binary = thin(image >= level)
+    for i, level in enumerate(levels):
+        binary = ops.thin(nms > level)
         if previous is not None and np.array_equal(binary, previous):
             counts[:, i] = counts[:, i - 1]
             log.repeated += 1
@@ -321,14 +210,8 @@ def evaluate_image(
             log.empty += 1
             previous_saturated = True
             continue
-        pred_used = _distinct(pi, cand_xy.shape[0])
-        n_pred = int(np.count_nonzero(pred_used))
-        if matcher == "csa":
-            gt_used = _distinct(gj, gt_xy.shape[0])
-            k = _csa_count(cand_xy[pred_used], gt_xy[gt_used], radius)
-            log.matcher_calls += 1
-            log.matcher_pixels += n_pred + int(np.count_nonzero(gt_used))
-        elif nested and previous_saturated:
+        n_pred = int(np.unique(pi).size)
+        if nested and previous_saturated:
             log.inherited += 1
             k = n_pred
         else:
@@ -339,40 +222,81 @@ def evaluate_image(
     return counts, log
 
 
-def summarize(counts: list[np.ndarray] | np.ndarray, thresholds: np.ndarray) -> dict[str, float]:
-    """ODS, OIS and AP from per-image counts, as the BSDS/SEISM benchmark defines them.
+def _rec_prec(cnt_r, sum_r, cnt_p, sum_p) -> tuple[np.ndarray, np.ndarray]:
+    """Recall and precision per threshold as ``gather_measure.m`` defines them for the split.
 
-    * **ODS** (optimal dataset scale): the counts are summed over the split per threshold and the
-      best F is taken, interpolating linearly between neighbouring thresholds as BSDS does
-      (pyEdgeEval's ``interpolated_max_scores``);
-    * **OIS** (optimal image scale): each image's counts at its own best threshold, summed;
-    * **AP**: the 101-point interpolated average precision, the mean over recall levels
-      ``r = 0, 0.01, ..., 1`` of the best precision at recall >= r.
+    No ground truth and no match: recall 1, precision 0; no prediction and no match: recall 0,
+    precision 1 (applied second); otherwise counts over totals where both are non-zero, and 0
+    where the reference leaves its preallocated zeros (no matched ground-truth pixel).
+    """
+    rec = np.zeros_like(sum_p)
+    prec = np.zeros_like(sum_p)
+    a = (sum_r == 0) & (cnt_p == 0)
+    rec[a], prec[a] = 1.0, 0.0
+    b = (sum_p == 0) & (cnt_r == 0)
+    rec[b], prec[b] = 0.0, 1.0
+    c = (sum_p != 0) & (cnt_r != 0)
+    rec[c] = cnt_r[c] / sum_r[c]
+    prec[c] = cnt_p[c] / sum_p[c]
+    return rec, prec
+
+
+def _f_measure(prec, rec):
+    total = prec + rec
+    return np.where(total == 0, 0.0, 2 * prec * rec / np.where(total == 0, 1.0, total))
+
+
+def _image_f(cnt_r, sum_r, cnt_p, sum_p) -> np.ndarray:
+    """Each image's F per threshold as ``eval_cont.m`` computes it and ``eval_method.m`` writes
+    it: with ``%f``, six decimals, which is what OIS later takes the maximum of."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rec = np.where(sum_r == 0, 1.0, np.where(sum_p == 0, 0.0, cnt_r / sum_r))
+        prec = np.where(sum_r == 0, 0.0, np.where(sum_p == 0, 1.0, cnt_p / sum_p))
+    f = _f_measure(prec, rec)
+    return np.array([float(f"{v:f}") for v in f.ravel()]).reshape(f.shape)
+
+
+def summarize(counts: list[np.ndarray] | np.ndarray, thresholds) -> dict[str, float]:
+    """ODS, OIS and AP from per-image counts, as SEISM computes them.
+
+    * **ODS** (``general_ods.m``): the counts summed over the split per threshold, the best F
+      over thresholds (the first of equal ones), no interpolation between thresholds;
+    * **OIS** (``general_ois.m``): each image's counts at the threshold of its best F (six
+      decimals, the first of equal ones), summed, then one F;
+    * **AP** (``general_ap.m``): the split's precision interpolated linearly over recall at
+      ``0, 0.01, ..., 1`` through the thresholds with distinct recalls (the first of each),
+      points outside the recall range dropped, the sum divided by 100.
 
     Returns:
         ``odsF``, ``odsP``, ``odsR``, ``ods_threshold``, ``oisF``, ``oisP``, ``oisR`` and ``AP``,
         as fractions in [0, 1] (the metric turns them into percentages).
     """
-    stacked = np.asarray(counts, np.float64).reshape(-1, 4, len(thresholds))
-    count_r, sum_r, count_p, sum_p = stacked.sum(axis=0)
-    rec, prec, _ = compute_rec_prec_f1(count_r, sum_r, count_p, sum_p)
-    ods_t, ods_r, ods_p, ods_f = interpolated_max_scores(thresholds, rec, prec)
+    thresholds = np.asarray(thresholds, np.float64)
+    stacked = np.asarray(counts, np.float64).reshape(-1, 4, thresholds.size)
+    cnt_r, sum_r, cnt_p, sum_p = stacked.sum(axis=0)
+    rec, prec = _rec_prec(cnt_r, sum_r, cnt_p, sum_p)
+    f = _f_measure(prec, rec)
+    ods = int(np.argmax(f))
 
-    best = np.zeros(4)
-    for image in stacked:
-        _, _, f1 = compute_rec_prec_f1(*image)
-        best += image[:, int(np.argmax(f1))]
-    ois_r, ois_p, ois_f = compute_rec_prec_f1(*best)
+    per_image = _image_f(*stacked.transpose(1, 0, 2))
+    best = np.argmax(per_image, axis=1)
+    picked = stacked[np.arange(stacked.shape[0]), :, best].sum(axis=0)
+    ois_rec, ois_prec = _rec_prec(*(np.atleast_1d(v) for v in picked))
+    ois_f = float(_f_measure(ois_prec, ois_rec)[0])
 
-    levels = np.arange(101) / 100.0
-    ap = float(np.mean([np.max(prec[rec >= r], initial=0.0) for r in levels]))
+    ap = 0.0
+    _, first = np.unique(rec, return_index=True)  # sorted by recall, first occurrence
+    if first.size > 1:
+        grid = np.arange(101) / 100.0
+        curve = np.interp(grid, rec[first], prec[first], left=np.nan, right=np.nan)
+        ap = float(np.nansum(curve) / 100.0)
     return {
-        "odsF": float(ods_f),
-        "odsP": float(ods_p),
-        "odsR": float(ods_r),
-        "ods_threshold": float(ods_t),
-        "oisF": float(ois_f),
-        "oisP": float(ois_p),
-        "oisR": float(ois_r),
+        "odsF": float(f[ods]),
+        "odsP": float(prec[ods]),
+        "odsR": float(rec[ods]),
+        "ods_threshold": float(thresholds[ods]),
+        "oisF": ois_f,
+        "oisP": float(ois_prec[0]),
+        "oisR": float(ois_rec[0]),
         "AP": ap,
     }

@@ -5,8 +5,8 @@ every map nearest, depth divided by the scale so it stays metric for the rescale
 to the crop size (image 0, label maps 255, float maps 0), a random crop that retries (up to 10
 times) while one class covers more than 75 % of the labelled pixels, a horizontal flip that
 negates the normals' x, and photometric distortion of the image only. Last, a human-parts crop
-holding only background is ignored whole, as InvPT's ``AddIgnoreRegions`` does after its crop. Nearest resampling never
-invents label values and keeps normals unit length.
+holding only background is ignored whole, as InvPT's ``AddIgnoreRegions`` does after its crop.
+Nearest resampling never invents label values and keeps normals unit length.
 
 Scaling and the photometric distortion are albumentations transforms; the crop rule and the
 per-task fill values are the parts albumentations does not express, so they are done here.

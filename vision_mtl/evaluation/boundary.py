@@ -176,8 +176,8 @@ class BoundaryMetric(TaskMetric):
         pred = as_single_channel(pred, self.task, "the prediction")
         gt = as_single_channel(gt, self.task, "the ground truth")
         check_same_shape(pred, gt, self.task)
-        if pred.dtype == np.uint8:
-            png = pred.copy()
+        if pred.dtype == np.uint8:  # never modified downstream: no copy needed
+            png = pred
         else:
             prob = pred.astype(np.float64)
             check_probabilities(prob, self.task)

@@ -50,7 +50,7 @@ def conv_tri(image: np.ndarray, radius: int) -> np.ndarray:
 def _tri_x(image: np.ndarray, radius: int) -> np.ndarray:
     """The x pass of ``convTri`` (columns are the reference's outer loop)."""
     r = radius + 1
-    h, w = image.shape
+    w = image.shape[1]
     nrm = F32(1.0) / F32(r * r * r * r)
     cols = image.T  # cols[i] is column i, as the reference walks them
     t = cols[0].copy()
@@ -72,7 +72,7 @@ def _tri_y(image: np.ndarray, radius: int) -> np.ndarray:
     """The y pass of ``convTri`` (``convTriY``), run on every column at once."""
     r = radius + 1
     h = image.shape[0]
-    rows = image
+    rows = image  # rows[j] is row j, as convTriY walks a column
     t = rows[0].copy()
     u = rows[0].copy()
     for j in range(1, r):

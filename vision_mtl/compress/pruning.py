@@ -420,12 +420,10 @@ def apply_record(model: nn.Module, record: dict) -> nn.Module:
 
 def checkpoint_record(checkpoint: str) -> dict | None:
     """The pruning record in a checkpoint's ``meta`` (``None`` for an unpruned checkpoint)."""
-    from vision_mtl.engine.checkpoint import allow_mmengine_checkpoint_types
+    from vision_mtl.engine.checkpoint import read_checkpoint
 
-    allow_mmengine_checkpoint_types()
     # mmap: only the meta is needed; the tensors are not read (a ViT-L checkpoint is 1.2 GB)
-    data = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
-    meta = data.get("meta") if isinstance(data, dict) else None
+    meta = read_checkpoint(checkpoint, mmap=True).get("meta")
     return (meta or {}).get("pruning")
 
 

@@ -16,8 +16,10 @@
 from __future__ import annotations
 
 import copyreg
+import pickle
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +84,42 @@ def allow_mmengine_checkpoint_types() -> None:
 
 
 allow_mmengine_checkpoint_types()
+
+
+def check_checkpoint_file(path: str | os.PathLike) -> Path:
+    """``path`` as a Path if it is a readable checkpoint in torch's zip format, else a clear error.
+
+    torch's messages for a wrong file are about mmap or pickle internals ("KeyError: 101"); a
+    user needs to hear which file is wrong and why. Legacy (pre-1.6, non-zip) checkpoints are
+    refused too: they cannot be memory-mapped and are rare enough that re-saving them is the fix.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(
+            f"{str(path)!r} is not a PyTorch checkpoint in torch's zip format (torch.save since "
+            "1.6); if it is a legacy checkpoint, load it in a trusted environment and save it "
+            "again with torch.save"
+        )
+    return path
+
+
+def read_checkpoint(path: str | os.PathLike, mmap: bool = False) -> dict:
+    """Load a checkpoint with ``weights_only=True`` after :func:`check_checkpoint_file`.
+
+    Args:
+        path: the ``.pth`` file.
+        mmap: map the tensors instead of reading them (for reading ``meta`` of a large file).
+    """
+    path = check_checkpoint_file(path)
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError) as err:
+        raise ValueError(f"cannot read checkpoint {str(path)!r}: {err}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{str(path)!r} holds a {type(data).__name__}, not a checkpoint dict")
+    return data
 
 
 @HOOKS.register_module()

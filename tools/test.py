@@ -35,6 +35,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="also print the per-class IoU of class tasks (always written by --out)",
     )
+    parser.add_argument(
+        "--partial-load",
+        action="store_true",
+        help="load only the checkpoint weights that fit the model (e.g. a single-task subset of "
+        "a multitask checkpoint); the default is strict: a checkpoint that does not fit is an "
+        "error naming the keys",
+    )
     parser.add_argument("--cfg-options", nargs="+", action=DictAction)
     parser.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none")
     parser.add_argument("--local_rank", "--local-rank", type=int, default=0, help=argparse.SUPPRESS)
@@ -50,7 +57,13 @@ def main(argv: list[str] | None = None) -> dict:
             dict(type="PredictionGridHook", out_dir=args.show_dir, max_images=args.max_show)
         )
     configure_pruned(cfg, args.checkpoint)  # a pruned checkpoint: build its architecture
-    runner = build_test_runner(cfg, args.checkpoint, launcher=args.launcher, extra_hooks=hooks)
+    runner = build_test_runner(
+        cfg,
+        args.checkpoint,
+        launcher=args.launcher,
+        extra_hooks=hooks,
+        strict_load=not args.partial_load,
+    )
     metrics = runner.test()
     columns = {"model": metrics}
     if args.trivial_baseline:

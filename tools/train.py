@@ -20,7 +20,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         nargs="?",
         const=True,
         default=False,
-        help="resume from PATH, or with no PATH from the work dir's last checkpoint",
+        metavar="PATH|auto",
+        help="resume from PATH; with no PATH from the work dir's last checkpoint (an error if "
+        "there is none); 'auto' resumes if there is one and starts afresh otherwise",
+    )
+    parser.add_argument(
+        "--partial-load",
+        action="store_true",
+        help="load a load_from checkpoint non-strictly (only the weights that fit; the rest are "
+        "listed in the log). The default is strict: a checkpoint that does not fit is an error",
     )
     parser.add_argument("--amp", action="store_true", help="automatic mixed precision (CUDA)")
     parser.add_argument(
@@ -34,7 +42,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     cfg = load_config(args.config, args.cfg_options, args.work_dir)
-    runner = build_train_runner(cfg, resume=args.resume, amp=args.amp, launcher=args.launcher)
+    runner = build_train_runner(
+        cfg,
+        resume=args.resume,
+        amp=args.amp,
+        launcher=args.launcher,
+        strict_load=not args.partial_load,
+    )
     runner.train()
 
 

@@ -75,7 +75,7 @@ FUNCTIONS = VisionMTLRegistry(
 # mmengine's Runner builds loops, samplers, optimizers, schedulers and loggers from its own
 # registries under the config's default scope; without a child registry of our scope for each it
 # warns (once per registry) that it "failed to search" ours. These children hold nothing of ours:
-# they only make the scope resolve to mmengine's own components silently.
+# they only make the scope resolve to mmengine's own components silently — except two, below.
 _RUNNER_REGISTRIES = (
     "LOOPS",
     "DATA_SAMPLERS",
@@ -92,13 +92,17 @@ _RUNNER_REGISTRIES = (
     "EVALUATOR",
     "MODEL_WRAPPERS",
 )
+# The two we add to (a DDP wrapper for CPU-only runs, the guarded optimizer wrapper) name the
+# package that fills them.
+_FILLED = {"MODEL_WRAPPERS", "OPTIM_WRAPPERS"}
 _runner_children = {
     name: Registry(
         getattr(_mmengine_registry, name).name,
         parent=getattr(_mmengine_registry, name),
         scope=SCOPE,
+        locations=["vision_mtl.engine"] if name in _FILLED else [],
     )
     for name in _RUNNER_REGISTRIES
 }
-# The one runner registry we add to: a DDP wrapper for CPU-only distributed runs.
 MODEL_WRAPPERS = _runner_children["MODEL_WRAPPERS"]
+OPTIM_WRAPPERS = _runner_children["OPTIM_WRAPPERS"]

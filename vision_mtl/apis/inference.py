@@ -22,6 +22,8 @@ from mmengine.runner import load_checkpoint
 from vision_mtl.apis.runner import resolve_checkpoint
 from vision_mtl.compress.pruning import configure_pruned
 from vision_mtl.datasets.transforms import PackMultiTaskInputs, multitask_collate
+from vision_mtl.engine.checkpoint import read_checkpoint
+from vision_mtl.engine.runner import check_checkpoint_fits
 from vision_mtl.registry import MODELS, SCOPE
 
 
@@ -35,10 +37,13 @@ def init_model(
     checkpoint: str | os.PathLike | None = None,
     device: str | None = None,
     cfg_options: dict | None = None,
+    strict: bool = True,
 ) -> torch.nn.Module:
     """Build the config's model, load ``checkpoint`` (if given) and put it in eval mode.
 
-    ``checkpoint`` may be a ``.pth`` file, a work directory or its ``last_checkpoint`` file.
+    ``checkpoint`` may be a ``.pth`` file, a work directory or its ``last_checkpoint`` file. It
+    must fit the model exactly (an error names the missing, unexpected and mismatched keys)
+    unless ``strict=False`` asks for a deliberate partial load.
 
     The checkpoint is read with torch's ``weights_only`` loader. The config is kept as
     ``model.cfg`` and the checkpoint's ``dataset_meta`` (class names, tasks) as
@@ -53,9 +58,10 @@ def init_model(
     model.cfg = cfg
     model.dataset_meta = {}
     if checkpoint is not None:
-        ckpt = load_checkpoint(
-            model, resolve_checkpoint(checkpoint), map_location="cpu", strict=True
-        )
+        path = resolve_checkpoint(checkpoint)
+        if strict:
+            check_checkpoint_fits(model, read_checkpoint(path, mmap=True), path)
+        ckpt = load_checkpoint(model, path, map_location="cpu", strict=strict)
         model.dataset_meta = dict(ckpt.get("meta", {}).get("dataset_meta") or {})
     return model.to(device or default_device()).eval()
 

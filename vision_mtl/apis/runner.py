@@ -5,15 +5,54 @@ The tools only parse arguments; everything they do lives here so tests reach it.
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import json
+import math
 import os
 from pathlib import Path
 
+import numpy as np
 from mmengine.config import Config
+from mmengine.logging import print_log
 from mmengine.runner import Runner
 
 from vision_mtl.engine.checkpoint import atomic_write_bytes
 from vision_mtl.engine.distributed import prepare_cpu_distributed
+from vision_mtl.engine.runner import VisionMTLRunner
+from vision_mtl.engine.workdir_lock import WorkDirLock, WorkDirLockHook
+
+# Top-level keys mmengine's Runner reads besides its constructor's arguments.
+_RUNNER_KEYS = {
+    "activation_checkpointing",
+    "compile",
+    "custom_imports",
+    "efficient_conv_bn_eval",
+    "find_unused_parameters",
+    "gpu_ids",
+    "model_wrapper_cfg",
+    "runner_type",
+    "sync_bn",
+}
+
+
+def check_override_keys(cfg: Config, cfg_options: dict, source: str) -> None:
+    """Refuse ``--cfg-options`` whose top-level key neither the config nor the Runner knows.
+
+    mmengine merges any key, so ``train_cfgs.max_iters=1`` would be stored and ignored and the
+    run would use the config's value; the error names the key and the closest known ones.
+    """
+    known = set(cfg.keys()) | _RUNNER_KEYS
+    known |= set(inspect.signature(Runner.__init__).parameters) - {"self", "cfg"}
+    for key in cfg_options:
+        top = str(key).split(".")[0]
+        if top not in known:
+            close = difflib.get_close_matches(top, sorted(known), n=3, cutoff=0.6)
+            hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            raise KeyError(
+                f"--cfg-options key {key!r}: {top!r} is not a key of {source!r} nor a Runner "
+                f"setting{hint}"
+            )
 
 
 def load_config(
@@ -30,6 +69,7 @@ def load_config(
         raise FileNotFoundError(f"config file {str(path)!r} does not exist")
     cfg = Config.fromfile(str(path))
     if cfg_options:
+        check_override_keys(cfg, cfg_options, str(path))
         cfg.merge_from_dict(cfg_options)
     if work_dir is not None:
         cfg.work_dir = work_dir
@@ -54,17 +94,22 @@ def build_train_runner(
     resume: str | bool = False,
     amp: bool = False,
     launcher: str = "none",
+    strict_load: bool = True,
 ) -> Runner:
-    """A Runner ready to ``train()``.
+    """A Runner ready to ``train()``, holding the work dir's lock until the run ends.
 
     Args:
         cfg: the loaded config.
-        resume: ``True`` resumes from the work directory's ``last_checkpoint``; a path resumes
-            from that checkpoint; ``False`` starts afresh.
+        resume: ``True`` resumes from the work directory's ``last_checkpoint`` and fails if there
+            is none; ``"auto"`` resumes when there is one and starts afresh otherwise; a path
+            resumes from that checkpoint; ``False`` starts afresh.
         amp: train with automatic mixed precision (needs a CUDA device).
         launcher: ``none``, ``pytorch``, ``slurm`` or ``mpi`` (distributed training).
+        strict_load: load ``load_from`` / the resumed checkpoint strictly (the default);
+            ``False`` is a deliberate partial load.
     """
     _set_launcher(cfg, launcher)
+    check_optimizer_settings(cfg)
     if amp:
         import torch
 
@@ -72,44 +117,142 @@ def build_train_runner(
             raise RuntimeError("--amp needs a CUDA device; this machine has none")
         cfg.optim_wrapper.type = "AmpOptimWrapper"
         cfg.optim_wrapper.setdefault("loss_scale", "dynamic")
-    if isinstance(resume, str):
-        cfg.resume, cfg.load_from = True, resolve_checkpoint(resume)
-    elif resume:
-        cfg.resume = True
-    return Runner.from_cfg(cfg)
+    if cfg.optim_wrapper.get("type", "OptimWrapper") == "OptimWrapper":
+        cfg.optim_wrapper.type = "GuardedOptimWrapper"  # the same wrapper plus the NaN check
+    cfg.resume, checkpoint = _resume_checkpoint(cfg, resume)
+    if checkpoint is not None:
+        cfg.load_from = checkpoint
+    lock = WorkDirLock(cfg.work_dir).acquire()
+    try:
+        runner = VisionMTLRunner.from_cfg(cfg)
+    except BaseException:
+        lock.release()
+        raise
+    runner.strict_load = strict_load
+    runner.register_hook(WorkDirLockHook(lock))
+    return runner
+
+
+def check_optimizer_settings(cfg: Config) -> None:
+    """Refuse a learning rate that cannot train, before anything is built.
+
+    The parameters are float32: a rate beyond float32's range (or not a number at all) would
+    fail inside the optimizer's first step with "value cannot be converted to type float
+    without overflow".
+    """
+    optimizer = (cfg.get("optim_wrapper") or {}).get("optimizer") or {}
+    if "lr" not in optimizer:
+        return
+    lr = optimizer["lr"]
+    largest = float(np.finfo(np.float32).max)
+    valid = isinstance(lr, (int, float)) and not isinstance(lr, bool)
+    if not valid or not (0 < float(lr) <= largest):
+        raise ValueError(
+            f"optim_wrapper.optimizer.lr must be a positive number no larger than float32's "
+            f"maximum {largest:.3g}, got {lr!r}"
+        )
+
+
+def _resume_checkpoint(cfg: Config, resume: str | bool) -> tuple[bool, str | None]:
+    """(``cfg.resume``, checkpoint to resume) for the ``resume`` argument."""
+    if resume is False or resume is None:
+        return False, None
+    if resume is True or resume == "auto":
+        pointer = Path(cfg.work_dir) / "last_checkpoint"
+        if pointer.is_file():
+            return True, resolve_checkpoint(pointer)
+        if resume == "auto":
+            print_log(f"--resume auto: no checkpoint in {cfg.work_dir!r}, starting afresh")
+            return False, None
+        raise FileNotFoundError(
+            f"--resume: nothing to resume in work dir {cfg.work_dir!r} (it has no "
+            "last_checkpoint); name a checkpoint with --resume PATH, or use --resume auto to "
+            "start afresh when there is none"
+        )
+    return True, resolve_checkpoint(resume)
 
 
 def build_test_runner(
-    cfg: Config, checkpoint: str, launcher: str = "none", extra_hooks: list | None = None
+    cfg: Config,
+    checkpoint: str,
+    launcher: str = "none",
+    extra_hooks: list | None = None,
+    strict_load: bool = True,
 ) -> Runner:
-    """A Runner ready to ``test()`` the weights in ``checkpoint``."""
+    """A Runner ready to ``test()`` the weights in ``checkpoint``, already loaded (strictly,
+    unless ``strict_load`` is ``False``) so a checkpoint that does not fit fails here."""
     _set_launcher(cfg, launcher)
-    cfg.load_from = resolve_checkpoint(checkpoint)
+    cfg.load_from = None
     cfg.resume = False
     if extra_hooks:
         cfg.custom_hooks = list(cfg.get("custom_hooks", [])) + list(extra_hooks)
-    return Runner.from_cfg(cfg)
+    runner = VisionMTLRunner.from_cfg(cfg)
+    runner.strict_load = strict_load
+    runner.load_checkpoint(resolve_checkpoint(checkpoint))
+    return runner
 
 
 def resolve_checkpoint(path: str | os.PathLike) -> str:
-    """The checkpoint file ``path`` names; a ``last_checkpoint`` file is followed to its target."""
+    """The checkpoint file ``path`` names; a work dir or ``last_checkpoint`` file is followed.
+
+    A ``last_checkpoint`` pointer holds an absolute path. The file of that name beside the
+    pointer wins, so a copied or moved work dir resumes from its own checkpoints, never from the
+    directory it was copied from; the pointer's path is used only when no such file is there
+    (checkpoints written to a separate ``out_dir``).
+    """
     path = Path(path)
     if path.is_dir():
         path = path / "last_checkpoint"
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
     if path.name == "last_checkpoint":
-        target = Path(path.read_text().strip())
-        if not target.is_file():  # a moved or copied work dir: look beside the pointer
-            target = path.parent / target.name
-        if not target.is_file():
+        recorded = Path(path.read_text().strip())
+        beside = path.parent / recorded.name
+        target = beside if beside.is_file() else recorded
+        if not recorded.name or not target.is_file():
             raise FileNotFoundError(
-                f"{str(path)!r} points to {str(target)!r}, which does not exist"
+                f"{str(path)!r} points to {str(recorded)!r}, which does not exist"
             )
         return str(target)
     return str(path)
 
 
+def json_safe(data):
+    """``data`` with every non-finite float replaced by ``None`` (strict JSON has no NaN)."""
+    if isinstance(data, dict):
+        return {key: json_safe(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [json_safe(value) for value in data]
+    if isinstance(data, float) and not math.isfinite(data):
+        return None
+    return data
+
+
+def _non_finite(data, prefix: str = "") -> dict[str, str]:
+    """``key path → 'nan' | 'inf' | '-inf'`` for every non-finite float in ``data``."""
+    found = {}
+    items = data.items() if isinstance(data, dict) else enumerate(data)
+    for key, value in items:
+        name = f"{prefix}{key}"
+        if isinstance(value, (dict, list, tuple)):
+            found.update(_non_finite(value, name + "."))
+        elif isinstance(value, float) and not math.isfinite(value):
+            found[name] = str(value)
+    return found
+
+
 def write_json(data: dict, path: str | os.PathLike) -> None:
-    """Write ``data`` as JSON through a temporary file (never a partial file)."""
-    atomic_write_bytes(json.dumps(data, indent=2, sort_keys=True).encode(), path)
+    """Write ``data`` as strict JSON through a temporary file (never a partial file).
+
+    A non-finite number (a metric that is undefined, e.g. NaN when no pixel is valid) is
+    written as ``null``, and its original value is listed under ``"non_finite"`` (key path →
+    ``"nan"``/``"inf"``/``"-inf"``), so strict parsers read the file and nothing is hidden.
+    """
+    non_finite = _non_finite(data)
+    safe = json_safe(data)
+    if non_finite:
+        if "non_finite" in safe:
+            raise KeyError("write_json: 'non_finite' is reserved for the non-finite values list")
+        safe["non_finite"] = non_finite
+    text = json.dumps(safe, indent=2, sort_keys=True, allow_nan=False)
+    atomic_write_bytes(text.encode(), path)

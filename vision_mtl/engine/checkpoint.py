@@ -16,8 +16,9 @@
 from __future__ import annotations
 
 import copyreg
-import pickle
 import os
+import pickle
+import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -32,12 +33,34 @@ from mmengine.logging.history_buffer import HistoryBuffer
 from vision_mtl.registry import HOOKS
 
 
+def _current_umask() -> int:
+    """The process umask, read without changing it where /proc allows (no race with threads)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(data: bytes, path: str | os.PathLike) -> None:
-    """Write ``data`` to ``path`` through a temporary file and an atomic rename."""
+    """Write ``data`` to ``path`` through a temporary file and an atomic rename.
+
+    The file gets the permissions ``open(path, 'w')`` would give it: an existing file's mode,
+    else ``0o666`` less the umask (``mkstemp`` alone would make every file ``0o600``).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        mode = path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        mode = 0o666 & ~_current_umask()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -124,20 +147,42 @@ def read_checkpoint(path: str | os.PathLike, mmap: bool = False) -> dict:
 
 @HOOKS.register_module()
 class AtomicCheckpointHook(CheckpointHook):
-    """mmengine's CheckpointHook with every file it writes made atomic.
+    """mmengine's CheckpointHook with every file it writes made atomic and retention made safe.
 
-    Checkpoints go through :class:`AtomicLocalBackend` (the default ``backend_args`` here), and the
-    ``last_checkpoint`` pointer — which mmengine writes with a plain ``open(..., 'w')`` — is
-    written through :func:`atomic_write_bytes`. Retention (``max_keep_ckpts``) is unchanged: the
-    oldest kept checkpoint is removed before a new one is written, as mmengine does.
+    * Checkpoints go through :class:`AtomicLocalBackend` (the default ``backend_args`` here), and
+      the ``last_checkpoint`` pointer — which mmengine writes with a plain ``open(..., 'w')`` — is
+      written through :func:`atomic_write_bytes`.
+    * Retention (``max_keep_ckpts``) drops the oldest checkpoints only after the new one and the
+      pointer are in place (mmengine deletes first, so a crash while saving with
+      ``max_keep_ckpts=1`` left a pointer to a deleted file and no checkpoint at all).
+    * Temporary files of ours left by a run that was killed while saving are removed when the
+      next run in the work dir starts (the work dir lock guarantees no other run is writing).
+    * A pruned model's record (``model.pruning_record``) goes into every checkpoint's ``meta``,
+      so fine-tuned pruned checkpoints rebuild their architecture like ``pruned.pth`` does.
     """
 
     def __init__(self, **kwargs) -> None:
         kwargs.setdefault("backend_args", dict(backend="atomic_local"))
         super().__init__(**kwargs)
 
+    def before_train(self, runner) -> None:
+        super().before_train(runner)
+        if is_main_process():
+            for directory in {Path(runner.work_dir), Path(self.out_dir)}:
+                for stale in stale_temporary_files(directory, self.filename_tmpl):
+                    runner.logger.warning(
+                        f"removing {str(stale)!r}, a partial file left by an interrupted save"
+                    )
+                    stale.unlink()
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        model = runner.model.module if hasattr(runner.model, "module") else runner.model
+        record = getattr(model, "pruning_record", None)
+        if record is not None:
+            checkpoint.setdefault("meta", {})["pruning"] = record
+
     def _save_checkpoint_with_step(self, runner, step, meta) -> None:
-        self._drop_oldest(step, runner)
+        expired = self._rotate(step, runner)
         filename = self.filename_tmpl.format(step)
         self.last_ckpt = self.file_backend.join_path(self.out_dir, filename)
         runner.message_hub.update_info("last_ckpt", self.last_ckpt)
@@ -152,19 +197,37 @@ class AtomicCheckpointHook(CheckpointHook):
             backend_args=self.backend_args,
             **self.args,
         )
-        if is_main_process():
-            atomic_write_bytes(
-                str(self.last_ckpt).encode(), Path(runner.work_dir) / "last_checkpoint"
-            )
-
-    def _drop_oldest(self, step: int, runner) -> None:
-        """Keep at most ``max_keep_ckpts`` checkpoints, counting the one about to be saved."""
-        if self.max_keep_ckpts <= 0 or (self.keep_ckpt_ids and self.keep_ckpt_ids[-1] == step):
+        if not is_main_process():
             return
-        if len(self.keep_ckpt_ids) == self.max_keep_ckpts:
-            oldest = self.keep_ckpt_ids.popleft()
-            path = self.file_backend.join_path(self.out_dir, self.filename_tmpl.format(oldest))
-            if is_main_process() and self.file_backend.isfile(path):
+        atomic_write_bytes(str(self.last_ckpt).encode(), Path(runner.work_dir) / "last_checkpoint")
+        for path in expired:  # only now: the new checkpoint and the pointer are in place
+            if self.file_backend.isfile(path):
                 self.file_backend.remove(path)
+
+    def _rotate(self, step: int, runner) -> list[str]:
+        """Record ``step`` among the kept checkpoints; the paths that fall out of the window."""
+        if self.max_keep_ckpts <= 0 or (self.keep_ckpt_ids and self.keep_ckpt_ids[-1] == step):
+            return []
+        expired = []
+        while len(self.keep_ckpt_ids) >= self.max_keep_ckpts:
+            oldest = self.keep_ckpt_ids.popleft()
+            expired.append(
+                self.file_backend.join_path(self.out_dir, self.filename_tmpl.format(oldest))
+            )
         self.keep_ckpt_ids.append(step)
         runner.message_hub.update_info("keep_ckpt_ids", list(self.keep_ckpt_ids))
+        return expired
+
+
+def stale_temporary_files(directory: Path, filename_tmpl: str = "iter_{}.pth") -> list[Path]:
+    """Hidden temporary files :func:`atomic_write_bytes` made for checkpoints or the pointer.
+
+    Only names of the form ``.<checkpoint or last_checkpoint>.<random>.tmp`` match, so no file
+    of the user's is ever touched.
+    """
+    if not directory.is_dir():
+        return []
+    names = [re.escape(part) for part in filename_tmpl.split("{}")]
+    checkpoint = r"\d+".join(names)
+    pattern = re.compile(rf"^\.(?:{checkpoint}|last_checkpoint)\.[A-Za-z0-9_]+\.tmp$")
+    return sorted(p for p in directory.iterdir() if pattern.match(p.name) and p.is_file())

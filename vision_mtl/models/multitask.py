@@ -7,7 +7,6 @@ image's original size, ``tensor`` returns raw logits at the input size (what ONN
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
@@ -91,6 +90,8 @@ class MultiTaskModel(BaseModel):
                 dict(head, in_channels=self.decoder.out_channels[task], out_channels=out)
             )
             self.losses[task] = _build(self.task_settings[task].get("loss", spec.loss))
+        # Kept so every checkpoint of this model carries it (AtomicCheckpointHook).
+        self.pruning_record = pruning
         if pruning is not None:  # a pruned checkpoint's record: rebuild its architecture
             from vision_mtl.compress.pruning import apply_record
 
@@ -173,16 +174,16 @@ class MultiTaskModel(BaseModel):
         infinite loss stops training with the weights (and every checkpoint written so far) as
         they were at the last good iteration.
         """
-        for key, value in losses.items():
-            if not math.isfinite(float(value.detach())):
-                iteration = MessageHub.get_current_instance().get_info("iter", -1) + 1
-                task = key[len("loss_") :]
-                raise FloatingPointError(
-                    f"non-finite loss for task {task!r} ({key} = {float(value.detach())}) at "
-                    f"iteration {iteration}; training stopped before the update, the last "
-                    "checkpoint is intact. Lower the learning rate or the task's loss_weight, "
-                    "or check its targets."
-                )
+        values = [v.detach().float().mean() for v in losses.values()]
+        if values and not bool(torch.isfinite(torch.stack(values)).all()):  # one host sync
+            key, value = next((k, float(v)) for k, v in zip(losses, values) if not v.isfinite())
+            iteration = MessageHub.get_current_instance().get_info("iter", -1) + 1
+            raise FloatingPointError(
+                f"non-finite loss for task {key[len('loss_') :]!r} ({key} = {value}) at "
+                f"iteration {iteration}; training stopped before the update, the last "
+                "checkpoint is intact. Lower the learning rate or the task's loss_weight, "
+                "or check its targets."
+            )
         return super().parse_losses(losses)
 
 

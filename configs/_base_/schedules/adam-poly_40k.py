@@ -1,7 +1,7 @@
 # The InvPT/TaskPrompter recipe (REFERENCE.md §4): Adam, lr 2e-5, weight decay 1e-6, poly 0.9
 # decay over 40k iterations, gradient clipping at L2 norm 10.
 optim_wrapper = dict(
-    type="OptimWrapper",
+    type="GuardedOptimWrapper",  # OptimWrapper + a finite-gradient check
     optimizer=dict(type="Adam", lr=2e-5, weight_decay=1e-6),
     clip_grad=dict(max_norm=10.0, norm_type=2),
 )

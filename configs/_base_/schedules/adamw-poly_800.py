@@ -1,7 +1,7 @@
 # AdamW with linear warm-up and polynomial decay over 800 iterations (the multitask papers'
 # schedule shape: poly 0.9, gradient clipping at L2 norm 10), sized for the CPU demo.
 optim_wrapper = dict(
-    type="OptimWrapper",
+    type="GuardedOptimWrapper",  # OptimWrapper + a finite-gradient check
     optimizer=dict(type="AdamW", lr=1e-3, betas=(0.9, 0.999), weight_decay=0.01),
     clip_grad=dict(max_norm=10.0, norm_type=2),
 )

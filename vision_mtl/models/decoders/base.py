@@ -70,6 +70,23 @@ class MultiTaskDecoder(nn.Module):
         self.out_channels: dict[str, int] = {}
         self.out_stride: int = min(self.in_strides)
 
+    def check_sizes(self, **sizes: int | Sequence[int]) -> None:
+        """Refuse a width, count or list of widths that is not made of positive integers.
+
+        A config override such as ``decoder.channels=abc`` otherwise fails deep inside a layer
+        constructor with an unrelated message; this names the decoder, the key and the value.
+        """
+        for key, value in sizes.items():
+            values = list(value) if isinstance(value, (list, tuple)) else [value]
+            if not values or not all(
+                isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values
+            ):
+                raise ValueError(
+                    f"{type(self).__name__}: {key} must be a positive integer"
+                    f"{' (or a list of them)' if isinstance(value, (list, tuple)) else ''}, "
+                    f"got {value!r}"
+                )
+
     def task_outputs(self, task: str) -> int:
         """Output channels of ``task``'s logits (for decoders with intermediate supervision)."""
         return get_task(task).num_outputs(self.num_classes.get(task))

@@ -46,6 +46,7 @@ class BaselineDecoder(MultiTaskDecoder):
         num_classes: dict[str, int] | None = None,
     ) -> None:
         super().__init__(in_channels, in_strides, tasks, num_classes)
+        self.check_sizes(channels=channels)
         steps, self.out_stride = upsample_steps(
             type(self).__name__, min(self.in_strides), out_stride
         )

@@ -184,6 +184,7 @@ class CrossTaskAttentionDecoder(MultiTaskDecoder):
         out_stride: int = 4,
     ) -> None:
         super().__init__(in_channels, in_strides, tasks, num_classes)
+        self.check_sizes(channels=channels, dims=dims, heads=heads)
         deepest = self.in_strides[-1]
         same = len(set(self.in_strides)) == 1
         self.first_stride = 2 * deepest if same else deepest

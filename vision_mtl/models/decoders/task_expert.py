@@ -164,11 +164,7 @@ class TaskExpertDecoder(MultiTaskDecoder):
         out_stride: int | None = 4,
     ) -> None:
         super().__init__(in_channels, in_strides, tasks, num_classes)
-        if num_experts < 1 or channels < 1:
-            raise ValueError(
-                f"TaskExpertDecoder: num_experts ({num_experts}) and channels ({channels}) must "
-                "be positive"
-            )
+        self.check_sizes(num_experts=num_experts, channels=channels)
         if memory_update not in MEMORY_UPDATES:
             raise ValueError(
                 f"TaskExpertDecoder: memory_update {memory_update!r} is not one of {MEMORY_UPDATES}"

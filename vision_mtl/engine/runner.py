@@ -1,0 +1,113 @@
+"""mmengine's Runner with strict checkpoint loading and an error that names what does not fit.
+
+mmengine loads ``load_from`` checkpoints (and resumes) with ``strict=False``: a checkpoint of
+another width, decoder or task set loads "successfully", the mismatches go to the log as
+warnings, and the test metrics are those of a partly random model. Here every load is strict
+unless the caller asks for a partial load, and a checkpoint that does not fit the model stops
+the run with one message listing the missing, unexpected and mismatched keys.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+import torch
+from mmengine.model import is_model_wrapper
+from mmengine.runner import Runner
+
+from vision_mtl.engine.checkpoint import check_checkpoint_file, read_checkpoint
+
+
+def _strip_prefixes(state_dict: Mapping, revise_keys: list) -> dict:
+    state = dict(state_dict)
+    for pattern, replacement in revise_keys:
+        state = {re.sub(pattern, replacement, k): v for k, v in state.items()}
+    return state
+
+
+def _listing(names: list[str], limit: int = 6) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f", … ({len(names) - limit} more)" if len(names) > limit else "")
+
+
+def state_dict_mismatch(
+    model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor]
+) -> str | None:
+    """What keeps ``state_dict`` from loading strictly into ``model``; ``None`` when it fits.
+
+    Returns one sentence fragment per kind of problem: keys the model needs that the checkpoint
+    lacks, keys the model does not have, and keys whose shapes differ (with both shapes).
+    """
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    shapes = [
+        f"{k} {tuple(state_dict[k].shape)} in the checkpoint vs {tuple(v.shape)} in the model"
+        for k, v in expected.items()
+        if k in state_dict
+        and hasattr(state_dict[k], "shape")
+        and tuple(state_dict[k].shape) != tuple(v.shape)
+    ]
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing key(s): {_listing(missing)}")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected key(s): {_listing(unexpected)}")
+    if shapes:
+        parts.append(f"{len(shapes)} shape mismatch(es): {_listing(shapes, 3)}")
+    return "; ".join(parts) or None
+
+
+class CheckpointMismatchError(RuntimeError):
+    """A checkpoint whose weights do not fit the model built from the config."""
+
+
+def check_checkpoint_fits(
+    model: torch.nn.Module, checkpoint: Mapping, filename: str, revise_keys: list | None = None
+) -> None:
+    """Raise :class:`CheckpointMismatchError` naming every key that keeps a strict load from
+    succeeding (see :func:`state_dict_mismatch`)."""
+    state = checkpoint.get("state_dict", checkpoint)
+    problem = state_dict_mismatch(
+        model, _strip_prefixes(state, revise_keys or [(r"^module\.", "")])
+    )
+    if problem is None:
+        return
+    pruned = (
+        "" if "pruning" in (checkpoint.get("meta") or {}) else " (or pruned without its record)"
+    )
+    raise CheckpointMismatchError(
+        f"checkpoint {filename!r} does not fit the model built from the config: {problem}. "
+        f"Was it trained with another config — width, decoder type, tasks{pruned}? Use the "
+        "config it was trained with, or load the matching weights only with a partial load "
+        "(--partial-load / strict=False)."
+    )
+
+
+class VisionMTLRunner(Runner):
+    """mmengine's Runner whose checkpoint loads (``load_from``, resume, test) are strict.
+
+    ``strict_load`` (default ``True``) is the policy; ``False`` is the deliberate partial load
+    (e.g. a single-task subset of a multitask checkpoint), whose skipped keys mmengine logs.
+    """
+
+    strict_load: bool = True
+
+    def load_checkpoint(
+        self,
+        filename: str,
+        map_location: str = "cpu",
+        strict: bool | None = None,
+        revise_keys: list | None = None,
+    ) -> dict:
+        """Load ``filename`` into the model; strict unless ``strict_load`` is ``False``."""
+        strict = self.strict_load if strict is None else strict
+        revise_keys = [(r"^module\.", "")] if revise_keys is None else revise_keys
+        check_checkpoint_file(filename)
+        if strict:
+            model = self.model.module if is_model_wrapper(self.model) else self.model
+            check_checkpoint_fits(
+                model, read_checkpoint(filename, mmap=True), filename, revise_keys
+            )
+        return super().load_checkpoint(filename, map_location, strict, revise_keys)

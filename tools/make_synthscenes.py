@@ -1,7 +1,7 @@
 """Write SynthScenes in a real dataset's on-disk layout so the real loaders run end to end.
 
 ``python tools/make_synthscenes.py --layout nyud|pascal|cityscapes --out DIR --num N [--val-num M]
-[--size H W]`` writes ``N`` training and ``M`` validation scenes as an NYUD-v2 tree (images,
+[--size H W] [--force]`` writes ``N`` training and ``M`` validation scenes as an NYUD-v2 tree (images,
 segmentation, depth .npy, normals, edge, gt_sets) or a PASCAL_MT tree (JPEG images, VOC12 semseg,
 PASCAL-Part .mat parts with every object as one person, normals, saliency, a Context LabelMap
 .mat from which the loader derives edges, ImageSets/Context) or a Cityscapes tree (leftImg8bit,
@@ -11,6 +11,7 @@ gtFine label ids, uint16 disparity from the exact depth, camera JSON).
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from vision_mtl.datasets import SynthScenesDataset
 from vision_mtl.datasets.layouts import (
@@ -35,11 +36,21 @@ def main(argv: list[str] | None = None) -> dict[str, int]:
     parser.add_argument("--val-num", type=int, help="validation scenes (default: num // 4, >= 1)")
     parser.add_argument("--size", type=int, nargs=2, default=(96, 128), metavar=("H", "W"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--force", action="store_true", help="write into a non-empty --out (replaces its splits)"
+    )
     args = parser.parse_args(argv)
     counts = {"train": args.num, "val": args.val_num or max(1, args.num // 4)}
     for split, num in counts.items():
         if num < 1:
             parser.error(f"--num/--val-num must be >= 1, got {num} for {split}")
+    out = Path(args.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.force:
+        parser.error(
+            f"--out {args.out!r} is not an empty directory; writing would replace its split "
+            "lists and files. Choose a new folder, or pass --force to write into it anyway"
+        )
+    for split, num in counts.items():
         data = SynthScenesDataset(
             split=split,
             num_samples=num,

@@ -11,6 +11,7 @@ import argparse
 from pathlib import Path
 
 from vision_mtl.apis import inference, init_model, read_image
+from vision_mtl.paths import output_path, unique_stems
 from vision_mtl.visualization import draw_dataset_predictions, make_grid, save_grid
 
 
@@ -23,13 +24,14 @@ def main(argv: list[str] | None = None) -> list[Path]:
     parser.add_argument("--images", nargs="+", help="image files to predict instead")
     parser.add_argument("--device", default=None)
     args = parser.parse_args(argv)
+    stems = unique_stems(args.images or [], "image")  # before any work: outputs never collide
     model = init_model(args.config, args.checkpoint, device=args.device)
     out = Path(args.out)
     written = []
     if args.images:
-        for path in args.images:
+        for stem, path in stems.items():
             grid = make_grid(read_image(path), inference(model, path), None, model.num_classes)
-            written.append(out / f"{Path(path).stem}.png")
+            written.append(output_path(out, stem, ".png"))
             save_grid(grid, written[-1])
     else:
         written = draw_dataset_predictions(model, out, args.num)

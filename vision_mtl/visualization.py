@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from vision_mtl.engine.checkpoint import atomic_write_bytes
+from vision_mtl.paths import output_path
 from vision_mtl.tasks import get_task
 
 _LABEL_H = 14
@@ -110,7 +111,7 @@ def draw_dataset_predictions(model, out_dir: str | os.PathLike, num: int = 8) ->
             h, w = sample["meta"]["ori_shape"]
             image = batch["inputs"][0][:, :h, :w].permute(1, 2, 0).numpy()
             grid = make_grid(image, sample["pred"], sample.get("gt"), model.num_classes)
-            paths.append(Path(out_dir) / f"{sample['meta'].get('name', index)}.png")
+            paths.append(output_path(out_dir, str(sample["meta"].get("name", index)), ".png"))
             save_grid(grid, paths[-1])
     return paths
 
@@ -142,6 +143,6 @@ def draw_augmented_samples(dataset, out_dir: str | os.PathLike, num: int = 8) ->
         packed = dataset[index]
         image = packed["inputs"].permute(1, 2, 0).numpy()
         grid = make_overlay_grid(image, packed["targets"], dataset.metainfo.get("num_classes"))
-        paths.append(Path(out_dir) / f"{packed['meta'].get('name', index)}.png")
+        paths.append(output_path(out_dir, str(packed["meta"].get("name", index)), ".png"))
         save_grid(grid, paths[-1])
     return paths

@@ -14,17 +14,23 @@ from typing import Any, ClassVar
 from mmengine.dataset import Compose
 from torch.utils.data import Dataset
 
+from vision_mtl.paths import check_sample_id
 from vision_mtl.registry import TRANSFORMS
 from vision_mtl.tasks import check_tasks
 
 
 def read_id_list(path: Path, layout: str, where: str) -> list[str]:
-    """Sample ids of a split file, one per line; a missing or empty file names the path."""
+    """Sample ids of a split file, one per line; a missing or empty file names the path.
+
+    Ids that are absolute or contain ``..`` are refused (they become output file names).
+    """
     if not path.is_file():
         raise FileNotFoundError(
             f"split file {str(path)!r} is missing. Expected layout:\n{layout}\n{where}"
         )
     ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    for number, sample_id in enumerate(ids, 1):
+        check_sample_id(sample_id, f"split file {str(path)!r}, id {number}")
     if not ids:
         raise ValueError(f"split file {str(path)!r} lists no sample ids")
     return ids

@@ -5,7 +5,7 @@ Expected tree (REFERENCE.md §1)::
     NYUDv2/
       images/<id>.png          RGB, 425x560
       segmentation/<id>.png    uint8: 0 = void, 1..40 = classes
-      depth/<id>.npy           float32 metres, 0 = invalid
+      depth/<id>.npy           float32 metres, 0 (or NaN) = invalid
       normals/<id>.png         RGB uint8, n = 2 v / 255 - 1, then unit-normalized
       edge/<id>.png            uint8 0/255
       gt_sets/train.txt        795 ids, gt_sets/val.txt 654 ids
@@ -86,6 +86,22 @@ def decode_normals(rgb: np.ndarray) -> np.ndarray:
 
 
 @DATASETS.register_module()
+def checked_depth(depth: np.ndarray, path: Path) -> np.ndarray:
+    """Depth in metres as float32 with NaN (a distribution's "no reading") set to 0 = invalid.
+
+    Infinite or negative values are not a convention of any NYUD-v2 release: they mean a broken
+    file, and training on them fails later with a loss that names the task but not the file.
+    """
+    depth = depth.astype(np.float32)
+    bad = np.isinf(depth) | (depth < 0)
+    if bad.any():
+        raise ValueError(
+            f"{str(path)!r}: depth holds {int(bad.sum())} infinite or negative value(s) (e.g. "
+            f"{float(depth[bad][0])}); expected metres >= 0, with 0 or NaN for no reading"
+        )
+    return np.nan_to_num(depth, nan=0.0)
+
+
 class NYUDv2Dataset(MultiTaskDataset):
     """NYUD-v2 (multitask version): semseg (40 classes), depth, normals, edge.
 
@@ -145,7 +161,7 @@ class NYUDv2Dataset(MultiTaskDataset):
                 depth = np.load(path, allow_pickle=False)
                 if depth.ndim != 2:
                     raise ValueError(f"{str(path)!r}: depth must be H×W, got shape {depth.shape}")
-                sample[task] = np.nan_to_num(depth.astype(np.float32), nan=0.0, posinf=0.0)
+                sample[task] = checked_depth(depth, path)
             elif task == "normals":
                 sample[task] = decode_normals(read_image_file(path, color=True))
             else:

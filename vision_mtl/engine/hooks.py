@@ -11,6 +11,7 @@ from mmengine.hooks import Hook
 from mmengine.runner.base_loop import BaseLoop
 from tqdm import tqdm
 
+from vision_mtl.paths import output_path
 from vision_mtl.registry import HOOKS
 from vision_mtl.visualization import make_grid, save_grid
 
@@ -24,9 +25,10 @@ class TaskCheckHook(Hook):
     """Fail before the first iteration if model, datasets and evaluators disagree on tasks.
 
     A dataset already refuses tasks it cannot provide when it is built; this catches the rest — a
-    model predicting a task its datasets were not asked for, or an evaluator scoring a task the
-    model does not predict — so the error names both before training instead of surfacing as a
-    missing target mid-training or a missing prediction at the first validation.
+    model predicting a task its datasets were not asked for, a class count that differs from the
+    dataset's, or an evaluator scoring a task the model does not predict — so the error names
+    both before training instead of surfacing as a missing target or "Target 5 is out of bounds"
+    mid-training, or a missing prediction at the first validation.
     """
 
     priority = "VERY_HIGH"
@@ -46,6 +48,7 @@ class TaskCheckHook(Hook):
                         f"the model predicts task(s) {missing} but the {name} dataset "
                         f"{type(dataset).__name__} was configured with tasks {list(data_tasks)}"
                     )
+            self._check_classes(runner, name, dataset)
             for metric in getattr(getattr(loop, "evaluator", None), "metrics", []):
                 scored = list(getattr(metric, "tasks", []))
                 unknown = [t for t in scored if t not in model_tasks]
@@ -54,6 +57,19 @@ class TaskCheckHook(Hook):
                         f"the {name} evaluator {type(metric).__name__} scores task(s) {unknown} "
                         f"that the model does not predict (model tasks: {model_tasks})"
                     )
+
+    @staticmethod
+    def _check_classes(runner, split: str, dataset) -> None:
+        """The model's class count per label task must be the dataset's (labels 0..n-1)."""
+        model_classes = getattr(_unwrap(runner.model), "num_classes", {}) or {}
+        data_classes = (getattr(dataset, "metainfo", None) or {}).get("num_classes") or {}
+        for task, count in data_classes.items():
+            if task in model_classes and int(model_classes[task]) != int(count):
+                raise ValueError(
+                    f"task {task!r}: the model predicts {model_classes[task]} classes but the "
+                    f"{split} dataset {type(dataset).__name__} labels {count}; set "
+                    f"model.tasks.{task}.num_classes={count}"
+                )
 
 
 @HOOKS.register_module()
@@ -156,5 +172,5 @@ class PredictionGridHook(Hook):
             rgb = image[:, :h, :w].permute(1, 2, 0).cpu().numpy()
             grid = make_grid(rgb, sample["pred"], sample.get("gt"), num_classes)
             name = sample["meta"].get("name", f"{batch_idx:05d}_{self.written}")
-            save_grid(grid, self.out_dir / f"{name}.png")
+            save_grid(grid, output_path(self.out_dir, str(name), ".png"))
             self.written += 1

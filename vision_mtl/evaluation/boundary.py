@@ -31,6 +31,7 @@ from vision_mtl.evaluation.task_metrics import (
     resolve_pending,
     sample_pair,
 )
+from vision_mtl.paths import output_path
 from vision_mtl.registry import METRICS
 
 _POOLS: dict[int, ProcessPoolExecutor] = {}
@@ -212,7 +213,7 @@ class BoundaryMetric(TaskMetric):
         ok, png = cv2.imencode(".png", prob_u8)
         if not ok:  # pragma: no cover - OpenCV failing to encode a uint8 image
             raise RuntimeError(f"could not encode the boundary map of {name!r} as PNG")
-        atomic_write_bytes(png.tobytes(), self.save_dir / f"{name}.png")
+        atomic_write_bytes(png.tobytes(), output_path(self.save_dir, str(name), ".png"))
 
     def compute_metrics(self, results: list) -> dict[str, float]:
         """ODS, OIS and AP over the split (see :func:`.boundary_protocol.summarize`)."""

@@ -94,6 +94,25 @@ def test_bad_label_and_size_mismatch_name_the_sample(nyud_root):
         NYUDv2Dataset(str(nyud_root)).load_sample(1)
 
 
+def test_infinite_depth_names_the_file_and_nan_means_no_reading(nyud_root):
+    depth = np.zeros((H, W), np.float32)
+    depth[0, 0], depth[1, 1] = np.nan, 3.0
+    np.save(nyud_root / "depth" / "0001.npy", depth)
+    loaded = NYUDv2Dataset(str(nyud_root), tasks=["depth"]).load_sample(0)["depth"]
+    assert loaded[0, 0] == 0.0 and loaded[1, 1] == 3.0
+    depth[2, 2] = -np.inf
+    np.save(nyud_root / "depth" / "0001.npy", depth)
+    with pytest.raises(ValueError, match=r"depth/0001.npy'.*1 infinite or negative.*-inf"):
+        NYUDv2Dataset(str(nyud_root), tasks=["depth"]).load_sample(0)
+
+
+@pytest.mark.parametrize("bad_id", ["/tmp/elsewhere", "../../outside", "a/../../b", "C:\\x"])
+def test_split_ids_that_could_leave_an_output_dir_are_refused(nyud_root, bad_id):
+    (nyud_root / "gt_sets" / "val.txt").write_text(f"0003\n{bad_id}\n")
+    with pytest.raises(ValueError, match=r"gt_sets/val.txt', id 2: sample id .* not a relative"):
+        NYUDv2Dataset(str(nyud_root), split="val")
+
+
 def test_synthscenes_round_trip_through_the_layout(tmp_path):
     root = tmp_path / "synth_nyud"
     load_tool("make_synthscenes").main(

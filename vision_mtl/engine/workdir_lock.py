@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 
 from mmengine.hooks import Hook
-from mmengine.logging import print_log
 
 LOCK_NAME = ".lock"
+logger = logging.getLogger(__name__)
 
 
 class WorkDirLockedError(RuntimeError):
@@ -133,11 +133,11 @@ class WorkDirLock:
         except FileNotFoundError:
             return
         stale.unlink(missing_ok=True)
-        print_log(
-            f"taking over the work dir lock {str(self.path)!r} left by pid {pid}, which is no "
-            "longer running",
-            logger="current",
-            level=logging.WARNING,
+        # Python logging, not mmengine's: no Runner (and no run logger) exists yet.
+        logger.warning(
+            "taking over the work dir lock %r left by pid %d, which is no longer running",
+            str(self.path),
+            pid,
         )
 
     def release(self) -> None:

@@ -91,7 +91,7 @@ class MultiTaskModel(BaseModel):
             )
             self.losses[task] = _build(self.task_settings[task].get("loss", spec.loss))
         # Kept so every checkpoint of this model carries it (AtomicCheckpointHook).
-        self.pruning_record = pruning
+        self.pruning_record = _plain(pruning)
         if pruning is not None:  # a pruned checkpoint's record: rebuild its architecture
             from vision_mtl.compress.pruning import apply_record
 
@@ -185,6 +185,16 @@ class MultiTaskModel(BaseModel):
                 "or check its targets."
             )
         return super().parse_losses(losses)
+
+
+def _plain(value):
+    """``value`` with config dicts turned into plain dicts and lists (what a checkpoint can hold
+    under ``weights_only`` loading)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
 def _squeeze_gt(target: torch.Tensor) -> torch.Tensor:

@@ -172,6 +172,8 @@ def test_vit_heads_can_be_removed_whole_and_swin_heads_cannot(tmp_path):
     _assert_exports_with_parity(rebuilt, x, tmp_path / "heads.onnx")
     with pytest.raises(PruningError, match="relative position bias table"):
         prune(_model(kind="swin"), torch.zeros(1, 3, *SIZES["swin"]), 0.25, head_ratio=0.5)
+    with pytest.raises(PruningError, match="no timm attention"):  # a CNN has no heads at all
+        prune(_model(kind="cnn"), torch.zeros(1, 3, *SIZES["cnn"]), 0.25, head_ratio=0.5)
 
 
 def test_task_taylor_keeps_a_channel_only_one_task_needs():
@@ -206,21 +208,155 @@ def test_bad_records_are_refused():
         prune(_model(), torch.zeros(1, 3, 32, 64), 0.3, "taylor")
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    """The tiny quickstart, its checkpoint, and tools/prune.py run on it with fine-tuning."""
+def _run_schedulers(schedulers: list, iters: int) -> list[float]:
+    """Build ``schedulers`` with mmengine on a real AdamW and step a training run of ``iters``.
+
+    Returns the learning rate of every iteration (what the Runner's ParamSchedulerHook does:
+    ``optimizer.step()`` then every scheduler's ``step()``).
+    """
+    from mmengine.optim import OptimWrapper
+    from mmengine.registry import PARAM_SCHEDULERS
+
+    weight = torch.nn.Parameter(torch.ones(1))
+    wrapper = OptimWrapper(torch.optim.AdamW([weight], lr=1e-3))
+    built = [
+        PARAM_SCHEDULERS.build(
+            dict(s, end=s.get("end", iters)), default_args=dict(optimizer=wrapper)
+        )
+        for s in schedulers
+    ]
+    lrs = []
+    for _ in range(iters):
+        lrs.append(wrapper.get_lr()["lr"][0])
+        weight.grad = torch.ones(1)
+        wrapper.step()
+        for scheduler in built:
+            scheduler.step()
+    return lrs
+
+
+@pytest.mark.parametrize("iters", [1, 2, 8])
+def test_short_finetuning_keeps_a_valid_contiguous_schedule(iters, tmp_path):
+    from conftest import QUICKSTART
+
+    from vision_mtl.apis import load_config
+    from vision_mtl.compress.workflow import check_finetune, finetune_config
+
+    cfg = load_config(QUICKSTART)  # warm-up 0-50, poly 50-800: round() made the warm-up 0-0
+    tuned = finetune_config(cfg, None, tmp_path / "pruned.pth", iters, tmp_path / "finetune")
+    assert tuned.train_cfg.max_iters == iters and cfg.train_cfg.max_iters == 800
+    bounds = [(s["begin"], s["end"]) for s in tuned.param_scheduler]
+    assert all(0 <= begin < end <= iters for begin, end in bounds)
+    assert bounds[0][0] == 0 and bounds[-1][1] == iters
+    assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:], strict=False))  # contiguous
+    types = [s["type"] for s in tuned.param_scheduler]
+    # A warm-up needs two iterations to end at the full rate (mmengine's LinearLR over one
+    # iteration applies its 1% start factor and never lifts it): with fewer than two per phase
+    # the decay keeps the run; with eight the warm-up takes two (1/16 of 8 rounds to 0).
+    assert types == (["PolyLR"] if iters < 4 else ["LinearLR", "PolyLR"])
+    if iters == 8:
+        assert bounds == [(0, 2), (2, 8)]
+    lrs = _run_schedulers(tuned.param_scheduler, iters)
+    assert all(0 <= lr <= 1e-3 for lr in lrs) and max(lrs) == pytest.approx(1e-3), lrs
+    if iters == 8:  # the warm-up starts at 1% of the rate and reaches it; then the decay
+        assert lrs[:3] == pytest.approx([1e-5, 1e-3, 1e-3]) and lrs[3] < 1e-3
+    # The tool's pre-flight check builds and steps the same schedule through mmengine.
+    assert [(s.begin, s.end) for s in check_finetune(cfg, iters)] == bounds
+
+
+def test_scaled_schedules_never_collapse_a_phase_that_fits():
+    from vision_mtl.compress.workflow import scale_schedulers
+
+    def phase(kind, begin, end, **kw):
+        return dict(type=kind, by_epoch=False, begin=begin, end=end, **kw)
+
+    schedules = {  # original length: schedulers (warm-ups, a constant tail, overlaps, gaps)
+        40000: [phase("LinearLR", 0, 5), phase("PolyLR", 5, 40000)],
+        800: [
+            phase("LinearLR", 0, 10),
+            phase("CosineAnnealingLR", 10, 600, T_max=590),
+            phase("ConstantLR", 600, 800, factor=0.1),
+            phase("CosineAnnealingMomentum", 0, 800),
+        ],
+        1000: [phase("LinearLR", 100, 200), phase("MultiStepLR", 300, 1000, milestones=[100, 600])],
+    }
+    for original, schedulers in schedules.items():
+        tagged = [dict(s, tag=i) for i, s in enumerate(schedulers)]
+        phases = len({p for s in schedulers for p in (s["begin"], s["end"])} | {0, original}) - 1
+        for iters in [1, 2, 3, 4, 5, 8, 13, 100, original]:
+            scaled = scale_schedulers(tagged, original, iters)
+            assert scaled and (len(scaled) == len(schedulers) or iters < 2 * phases), iters
+            mapped = {}
+            for after in scaled:
+                before = schedulers[after["tag"]]
+                assert 0 <= after["begin"] < after["end"] <= iters, (before, after, iters)
+                assert after["end"] - after["begin"] >= min(2, iters)  # a warm-up completes
+                for key in ("begin", "end"):  # a shared boundary stays shared
+                    assert mapped.setdefault(before[key], after[key]) == after[key]
+                assert after.get("T_max", 1) >= 1 and min(after.get("milestones", [1])) >= 1
+            if iters == original:
+                assert [dict(s, tag=None) for s in scaled] == [
+                    dict(s, tag=None) for s in schedulers
+                ]
+    # A scheduler that begins after the original run ended never acted: it is dropped.
+    late = [phase("LinearLR", 0, 50), phase("PolyLR", 900, 1000)]
+    assert [s["type"] for s in scale_schedulers(late, 800, 8)] == ["LinearLR"]
+
+
+def test_finetuning_refuses_a_config_it_cannot_scale(tmp_path):
+    from conftest import QUICKSTART
+
+    from vision_mtl.apis import load_config
+    from vision_mtl.compress.workflow import check_finetune, finetune_config
+
+    cfg = load_config(QUICKSTART)
+    with pytest.raises(PruningError, match="at least 1 iteration, got 0"):
+        finetune_config(cfg, None, tmp_path / "p.pth", 0, tmp_path)
+    epochs = load_config(QUICKSTART, {"param_scheduler.0.by_epoch": True})
+    with pytest.raises(PruningError, match="'LinearLR' counts epochs"):
+        finetune_config(epochs, None, tmp_path / "p.pth", 8, tmp_path)
+    no_iters = load_config(
+        QUICKSTART, {"train_cfg": dict(_delete_=True, type="EpochBasedTrainLoop", max_epochs=2)}
+    )
+    with pytest.raises(PruningError, match="train_cfg.max_iters is None"):
+        finetune_config(no_iters, None, tmp_path / "p.pth", 8, tmp_path)
+    unknown = load_config(QUICKSTART, {"param_scheduler.1.type": "PolyLRR"})
+    with pytest.raises(PruningError, match="schedule for 8 iterations cannot run.*PolyLRR"):
+        check_finetune(unknown, 8)
+
+
+def tiny_config_and_checkpoint(tmp) -> tuple:
+    """The tiny quickstart dumped to ``tmp/tiny.py`` and its initial weights in ``tmp/model.pth``.
+
+    The schedule is the quickstart's own (a 50-iteration warm-up, then poly decay, over 800
+    iterations): short fine-tuning must scale it without collapsing the warm-up.
+    """
     from conftest import QUICKSTART, TINY_OPTIONS
 
     from vision_mtl.apis import load_config
 
-    tmp = tmp_path_factory.mktemp("prune")
-    cfg = load_config(QUICKSTART, dict(TINY_OPTIONS), work_dir=str(tmp / "work"))
+    options = {k: v for k, v in TINY_OPTIONS.items() if k != "param_scheduler"}
+    options["train_cfg.max_iters"] = 800
+    cfg = load_config(QUICKSTART, options, work_dir=str(tmp / "work"))
+    assert [s["end"] for s in cfg.param_scheduler] == [50, 800]
     config = tmp / "tiny.py"
     cfg.dump(str(config))
     torch.manual_seed(0)
     model = init_model(config, None, device="cpu")
     checkpoint = tmp / "model.pth"
     torch.save(dict(state_dict=model.state_dict(), meta={}), checkpoint)
+    return config, checkpoint
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """The tiny quickstart, its checkpoint, and tools/prune.py run on it with fine-tuning.
+
+    Two fine-tuning iterations of the 800-iteration schedule: the warm-up's end rounded to 0
+    before, and mmengine refused the schedule after the pruning.
+    """
+    tmp = tmp_path_factory.mktemp("prune")
+    config, checkpoint = tiny_config_and_checkpoint(tmp)
     out = tmp / "pruned"
     report = load_tool("prune").main(
         [str(config), str(checkpoint), "--ratio", "0.5", "--finetune-iters", "2"]

@@ -41,7 +41,7 @@ IMPORTANCES = ("magnitude", "taylor", "task-taylor")
 
 
 class PruningError(ValueError):
-    """Pruning settings, protected layers or records that cannot be used."""
+    """Pruning or fine-tuning settings, protected layers or records that cannot be used."""
 
 
 def output_layers(model: nn.Module) -> list[str]:
@@ -101,8 +101,18 @@ def _attention_heads(model: nn.Module) -> dict[nn.Module, int]:
     return heads
 
 
-def _check_head_pruning(model: nn.Module) -> None:
-    """Whole heads can go only where no parameter is indexed by head (not Swin's bias tables)."""
+def check_head_pruning(model: nn.Module) -> None:
+    """Whole heads can go: the model has timm attention, none indexed by head (Swin's tables).
+
+    Raises:
+        PruningError: no attention block with heads to remove, or a relative position bias
+            table indexed by head (a Swin window attention).
+    """
+    if not _attention_heads(model):
+        raise PruningError(
+            "a head ratio removes whole attention heads, but the model has no timm attention "
+            "block (a qkv linear layer and num_heads) to remove them from"
+        )
     for name, module in model.named_modules():
         if getattr(module, "qkv", None) is not None and hasattr(
             module, "relative_position_bias_table"
@@ -232,7 +242,8 @@ def prune(
 
     Raises:
         PruningError: a ratio outside (0, 1), an unknown importance, Taylor importance
-            without batches, or head pruning of attention with per-head parameters (Swin).
+            without batches, or head pruning of a model without timm attention or of attention
+            with per-head parameters (Swin).
     """
     import torch_pruning as tp
 
@@ -245,7 +256,7 @@ def prune(
         raise PruningError(f"iterative_steps must be positive, got {iterative_steps}")
     if head_ratio:
         check_ratio(head_ratio)
-        _check_head_pruning(model)
+        check_head_pruning(model)
     names = protected_layers(model, protected)
     check_ratio_dict(model, layer_ratios or {}, names)
     pruner = make_pruner(

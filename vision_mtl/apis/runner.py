@@ -154,7 +154,13 @@ def check_optimizer_settings(cfg: Config) -> None:
 
 
 def _resume_checkpoint(cfg: Config, resume: str | bool) -> tuple[bool, str | None]:
-    """(``cfg.resume``, checkpoint to resume) for the ``resume`` argument."""
+    """(``cfg.resume``, checkpoint to resume) for the ``resume`` argument.
+
+    Without a ``resume`` argument the config's own ``resume = True`` (with ``load_from`` as the
+    checkpoint, or the work dir's latest) is honoured the same way.
+    """
+    if (resume is False or resume is None) and cfg.get("resume"):
+        resume = cfg.get("load_from") or True
     if resume is False or resume is None:
         return False, None
     if resume is True or resume == "auto":

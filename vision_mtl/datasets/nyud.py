@@ -85,7 +85,6 @@ def decode_normals(rgb: np.ndarray) -> np.ndarray:
     return np.where(valid, normals / np.maximum(norm, 1e-6), 0.0).astype(np.float32)
 
 
-@DATASETS.register_module()
 def checked_depth(depth: np.ndarray, path: Path) -> np.ndarray:
     """Depth in metres as float32 with NaN (a distribution's "no reading") set to 0 = invalid.
 
@@ -102,6 +101,7 @@ def checked_depth(depth: np.ndarray, path: Path) -> np.ndarray:
     return np.nan_to_num(depth, nan=0.0)
 
 
+@DATASETS.register_module()
 class NYUDv2Dataset(MultiTaskDataset):
     """NYUD-v2 (multitask version): semseg (40 classes), depth, normals, edge.
 

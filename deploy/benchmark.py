@@ -24,22 +24,26 @@ from infer import build_runner  # noqa: E402
 
 from vision_mtl.apis.runner import write_json  # noqa: E402
 from vision_mtl.export.timing import measure_latency  # noqa: E402
+from vision_mtl.export.validate import DeploymentError, int_at_least  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model")
     parser.add_argument("--backend", choices=["ort", "trt"], default="ort")
-    parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--warmup", type=int, default=20)
-    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--batch", type=int_at_least(1), default=1)
+    parser.add_argument("--warmup", type=int_at_least(0), default=20)
+    parser.add_argument("--runs", type=int_at_least(1), default=200)
     parser.add_argument("--out", help="write the figures as JSON here")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    runner = build_runner(args.model, args.backend)
+    try:
+        runner = build_runner(args.model, args.backend)
+    except DeploymentError as err:
+        raise SystemExit(str(err)) from None
     deployment = runner.deployment
     shape = deployment.sidecar["input"]["shape"]
     if shape[0] != "batch" and shape[0] != args.batch:

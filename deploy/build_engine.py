@@ -5,7 +5,8 @@
 Explicit batch; FP16 on request; INT8 only from a QDQ graph (``tools/quantize.py``), whose
 scales TensorRT takes as they are (no calibrator); one optimization profile covering the
 sidecar's batch range (or the fixed batch); a workspace limit. Writes the engine and
-``<engine>.json`` (the sidecar plus an ``engine`` section) through temporary files. Runs where
+``<engine>.json`` (the sidecar plus an ``engine`` section, sealed with the digest of its content)
+through temporary files; ``--out`` may not be the source model or its sidecar. Runs where
 TensorRT and a GPU exist (a Jetson, a CUDA workstation); elsewhere it exits saying why.
 The trtexec equivalent is in deploy/jetson/README.md.
 """
@@ -17,15 +18,18 @@ import json
 import sys
 from pathlib import Path
 
-import onnx
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from trt_runtime import engine_sidecar_path, tensorrt_unavailable  # noqa: E402
+from trt_runtime import (  # noqa: E402
+    engine_sidecar_path,
+    make_engine_sidecar,
+    tensorrt_unavailable,
+)
 
 from vision_mtl.engine.checkpoint import atomic_write_bytes  # noqa: E402
 from vision_mtl.export import check_graph, format_problems, load_deployment  # noqa: E402
-from vision_mtl.export.onnx_export import file_sha256  # noqa: E402
+from vision_mtl.export.runtime import Deployment, DeploymentError  # noqa: E402
+from vision_mtl.export.validate import int_at_least, load_onnx  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -34,15 +38,37 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", required=True, help="engine file to write (.plan)")
     parser.add_argument("--fp16", action="store_true")
     parser.add_argument("--int8", action="store_true", help="use the graph's Q/DQ scales")
-    parser.add_argument("--workspace", type=int, default=1024, help="MiB")
+    parser.add_argument("--workspace", type=int_at_least(1), default=1024, help="MiB")
     return parser.parse_args(argv)
+
+
+def check_destination(out: Path, deployment: Deployment) -> None:
+    """Refuse an ``--out`` whose engine or sidecar would overwrite the source model's files."""
+    sources = {deployment.onnx_path.resolve(), deployment.sidecar_path.resolve()}
+    sidecar = engine_sidecar_path(out)
+    if sidecar.resolve() == out.resolve():
+        raise SystemExit(
+            f"--out {str(out)!r} ends in .json, the engine sidecar's suffix; use .plan"
+        )
+    clobbered = [str(p) for p in (out, sidecar) if p.resolve() in sources]
+    if clobbered:
+        raise SystemExit(
+            f"--out {str(out)!r} would overwrite the source model's {clobbered}; choose another "
+            "engine file name (e.g. model.plan)"
+        )
+    if out.is_dir():
+        raise SystemExit(f"--out {str(out)!r} is a directory; give the engine file's path")
 
 
 def main(argv: list[str] | None = None) -> Path:
     args = parse_args(argv)
-    deployment = load_deployment(args.model)
+    try:
+        deployment = load_deployment(args.model)
+        check_destination(Path(args.out), deployment)
+        graph = load_onnx(deployment.onnx_path)
+    except DeploymentError as err:
+        raise SystemExit(str(err)) from None
     onnx_path = deployment.onnx_path
-    graph = onnx.load(str(onnx_path))
     quantized = any(n.op_type == "QuantizeLinear" for n in graph.graph.node)
     if args.int8 and not quantized:
         raise SystemExit(
@@ -86,12 +112,10 @@ def main(argv: list[str] | None = None) -> Path:
     if serialized is None:
         raise SystemExit("TensorRT failed to build the engine (see its log above)")
     out = Path(args.out)
-    atomic_write_bytes(bytes(serialized), out)
-    sidecar = dict(deployment.sidecar)
-    sidecar["engine"] = dict(
-        file=out.name,
-        sha256=file_sha256(out),
-        onnx_sha256=deployment.sidecar["onnx_sha256"],
+    atomic_write_bytes(bytes(serialized), out)  # the engine first: its sidecar names its hash
+    sidecar = make_engine_sidecar(
+        deployment,
+        out,
         tensorrt=trt.__version__,
         precision="int8" if args.int8 else "fp16" if args.fp16 else "fp32",
         profile=dict(min=low, opt=opt, max=high),

@@ -7,13 +7,22 @@ MODEL is the export's ``.onnx`` file, its ``.json`` sidecar or its directory (``
 ones (:mod:`vision_mtl.export.runtime`). For each image and task it writes
 ``DIR/<image stem>_<task>.npy`` (the prediction at the image's size: class ids, probabilities,
 metres, or H×W×3 unit normals) and ``DIR/<image stem>_<task>.png`` (painted as in training
-pictures). A sidecar that does not match its model fails before any inference.
+pictures). The stem is the image's file name without its last suffix.
+
+Nothing is written until every input has passed: the sidecar matches its model, every image is
+readable and fits the exported canvas (an error names the file), and no two inputs would write
+the same output name (``a/img.png`` and ``b/img.png``, or names differing only in case, which
+collide on case-insensitive file systems; rename one) nor overwrite an input image. Outputs are
+written to a hidden staging directory in DIR and moved into place once all are written.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import cv2
@@ -24,7 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from vision_mtl.apis.inference import read_image  # noqa: E402
 from vision_mtl.engine.checkpoint import atomic_write_bytes  # noqa: E402
 from vision_mtl.export import OrtRunner, load_deployment  # noqa: E402
+from vision_mtl.export.validate import DeploymentError, is_plain_file_name  # noqa: E402
 from vision_mtl.tasks import get_task  # noqa: E402
+
+SUFFIXES = (".npy", ".png")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -39,43 +51,119 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def build_runner(model: str, backend: str):
     """The runner for ``backend``; the model/sidecar pair is checked before it is loaded."""
     if backend == "trt":
-        from trt_runtime import TrtRunner
+        from trt_runtime import TrtRunner, tensorrt_unavailable
 
+        reason = tensorrt_unavailable()
+        if reason:
+            raise SystemExit(f"cannot run a TensorRT engine here: {reason}")
         return TrtRunner(model)
     return OrtRunner(load_deployment(model))
 
 
-def _save_npy(array: np.ndarray, path: Path) -> None:
+def plan_outputs(images: list[str], tasks: list[str], out: Path) -> dict[str, list[str]]:
+    """Image path → its output file names, checked to be safe and distinct.
+
+    Raises:
+        SystemExit: an output name is not a plain file name in ``out``, two inputs would write
+            the same name (compared case-insensitively), or an output would overwrite an input.
+    """
+    owners: dict[str, str] = {}
+    inputs = {_key(Path(p)): p for p in images}
+    plan = {}
+    for image in images:
+        if image in plan:
+            raise SystemExit(f"image {image!r} is given twice; each input writes its own outputs")
+        stem = Path(image).stem
+        names = [f"{stem}_{task}{suffix}" for task in tasks for suffix in SUFFIXES]
+        for name in names:
+            if not is_plain_file_name(name):
+                raise SystemExit(
+                    f"image {image!r} would write {name!r}, which is not a plain file name in "
+                    f"{str(out)!r}; rename the image"
+                )
+            first = owners.setdefault(name.casefold(), image)
+            if first != image:
+                raise SystemExit(
+                    f"images {first!r} and {image!r} would both write {name!r} in {str(out)!r} "
+                    "(outputs are named <image stem>_<task>); give them distinct file names"
+                )
+            clobbered = inputs.get(_key(out / name))
+            if clobbered is not None:
+                raise SystemExit(
+                    f"image {image!r} would write {str(out / name)!r}, overwriting the input "
+                    f"image {clobbered!r}; choose another --out"
+                )
+        plan[image] = names
+    return plan
+
+
+def _key(path: Path) -> str:
+    """A path as the file system sees it: symlinks resolved, case folded where it is ignored."""
+    return os.path.normcase(os.path.realpath(path))
+
+
+def read_images(paths: list[str], deployment) -> list[np.ndarray]:
+    """Every image, read and checked against the exported canvas, or an error naming the file."""
+    images = []
+    for path in paths:
+        if not Path(path).is_file():
+            raise SystemExit(f"image {path!r} does not exist or is not a file")
+        try:
+            images.append(deployment.check_image(read_image(path), f"image {path!r}"))
+        except FileNotFoundError as err:
+            raise SystemExit(f"{err} (missing, unreadable or not an image)") from None
+    return images
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
     import io
 
     buffer = io.BytesIO()
     np.save(buffer, array)
-    atomic_write_bytes(buffer.getvalue(), path)
+    return buffer.getvalue()
 
 
-def _save_png(rgb: np.ndarray, path: Path) -> None:
+def _png_bytes(rgb: np.ndarray, name: str) -> bytes:
     ok, data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     if not ok:
-        raise RuntimeError(f"could not encode {path}")
-    atomic_write_bytes(data.tobytes(), path)
+        raise RuntimeError(f"could not encode {name}")
+    return data.tobytes()
 
 
 def main(argv: list[str] | None = None) -> dict[str, dict[str, np.ndarray]]:
+    """Run the CLI; returns image stem → task → prediction. Bad input exits before any write."""
     args = parse_args(argv)
-    runner = build_runner(args.model, args.backend)
-    deployment = runner.deployment
-    images = {Path(p).stem: read_image(p) for p in args.images}  # every image is read first
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise SystemExit(f"--out {str(out)!r} exists and is not a directory")
+    try:
+        runner = build_runner(args.model, args.backend)
+        deployment = runner.deployment
+        plan = plan_outputs(args.images, deployment.tasks, out)
+        images = read_images(args.images, deployment)
+    except DeploymentError as err:
+        raise SystemExit(str(err)) from None
     classes = deployment.sidecar.get("num_classes", {})
+    out.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".infer-", dir=out))  # moved into place at the end
     results = {}
-    for stem, image in images.items():
-        prediction = runner.predict([image])[0]
-        for task, value in prediction.items():
-            _save_npy(value, out / f"{stem}_{task}.npy")
-            _save_png(get_task(task).colorize(value, classes.get(task)), out / f"{stem}_{task}.png")
-        results[stem] = prediction
-    print(f"wrote {len(images) * len(deployment.tasks) * 2} files to {out}")
+    try:
+        for path, image in zip(args.images, images, strict=True):
+            prediction = runner.predict([image])[0]
+            names = iter(plan[path])
+            for task in deployment.tasks:
+                value = prediction[task]
+                atomic_write_bytes(_npy_bytes(value), stage / next(names))
+                png = next(names)
+                painted = get_task(task).colorize(value, classes.get(task))
+                atomic_write_bytes(_png_bytes(painted, png), stage / png)
+            results[Path(path).stem] = prediction
+        for names in plan.values():
+            for name in names:
+                os.replace(stage / name, out / name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    print(f"wrote {sum(map(len, plan.values()))} files to {out}")
     return results
 
 

@@ -2,8 +2,10 @@
 
 An engine built by ``deploy/build_engine.py`` gets a sidecar ``<engine>.json``: the ONNX
 sidecar plus an ``engine`` section (TensorRT version, precision, optimization profile, the
-SHA-256 of the engine file and of the ONNX file it came from). :func:`load_engine_deployment`
-refuses an engine whose checksum differs from its sidecar's, before TensorRT deserializes it.
+SHA-256 of the engine file and of the ONNX file it came from), sealed with the digest of its
+own content (:mod:`vision_mtl.export.validate`). :func:`load_engine_deployment` refuses, before
+TensorRT deserializes anything, an edited or unsealed sidecar and an engine whose checksum
+differs from its sidecar's.
 
 Buffers are torch CUDA tensors (Jetson images ship NVIDIA's torch build), so no pycuda is needed.
 Both TensorRT 8.6 (bindings) and 10.x (named tensors) execution APIs are supported.
@@ -11,14 +13,23 @@ Both TensorRT 8.6 (bindings) and 10.x (named tensors) execution APIs are support
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 
-from vision_mtl.export.onnx_export import file_sha256
-from vision_mtl.export.runtime import Deployment, DeploymentError
+from vision_mtl.export.runtime import Deployment
+from vision_mtl.export.validate import (
+    DIGEST_KEY,
+    SIDECAR_FORMAT,
+    DeploymentError,
+    check_sidecar_digest,
+    file_sha256,
+    read_json,
+    seal_sidecar,
+)
+
+REBUILD = "build the engine again with deploy/build_engine.py"
 
 
 def tensorrt_unavailable() -> str | None:
@@ -35,11 +46,34 @@ def tensorrt_unavailable() -> str | None:
 
 
 def engine_sidecar_path(engine_path: str | os.PathLike) -> Path:
+    """Where an engine's sidecar lives: the engine path with a ``.json`` suffix."""
     return Path(engine_path).with_suffix(".json")
 
 
+def make_engine_sidecar(deployment: Deployment, engine_path: Path, **engine: object) -> dict:
+    """The sealed sidecar of an engine built from ``deployment``.
+
+    The ONNX sidecar's fields, plus an ``engine`` section: ``engine``'s items (TensorRT
+    version, precision, profile, ...) with the engine file's name and SHA-256 and the source
+    ONNX file's SHA-256; the digest covers all of it.
+    """
+    sidecar = {k: v for k, v in deployment.sidecar.items() if k != DIGEST_KEY}
+    sidecar["engine"] = dict(
+        file=engine_path.name,
+        sha256=file_sha256(engine_path),
+        onnx_sha256=deployment.sidecar["onnx_sha256"],
+        **engine,
+    )
+    return seal_sidecar(sidecar)
+
+
 def load_engine_deployment(engine_path: str | os.PathLike) -> Deployment:
-    """The sidecar of an engine, checked against the engine file."""
+    """The sidecar of an engine, checked for edits and against the engine file.
+
+    Raises:
+        DeploymentError: the engine or sidecar is missing, the sidecar is not JSON, of another
+            format, edited after the build or unsealed, or the engine's checksum differs.
+    """
     engine_path = Path(engine_path)
     sidecar_path = engine_sidecar_path(engine_path)
     if not engine_path.is_file():
@@ -48,17 +82,26 @@ def load_engine_deployment(engine_path: str | os.PathLike) -> Deployment:
         raise DeploymentError(
             f"engine sidecar {str(sidecar_path)!r} does not exist (build_engine.py writes it)"
         )
-    try:
-        sidecar = json.loads(sidecar_path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise DeploymentError(f"{str(sidecar_path)!r} is not valid JSON: {err}") from None
-    engine = sidecar.get("engine") if isinstance(sidecar, dict) else None
+    sidecar = read_json(sidecar_path, "engine sidecar")
+    if sidecar.get("format") != SIDECAR_FORMAT:
+        raise DeploymentError(
+            f"engine sidecar {str(sidecar_path)!r} has format {sidecar.get('format')!r}, "
+            f"expected {SIDECAR_FORMAT!r}"
+        )
+    engine = sidecar.get("engine")
     if not isinstance(engine, dict) or "sha256" not in engine:
-        raise DeploymentError(f"{str(sidecar_path)!r} has no 'engine' section with a sha256")
+        raise DeploymentError(
+            f"{str(sidecar_path)!r} has no 'engine' section with a sha256 (it is not an engine "
+            f"sidecar); {REBUILD}"
+        )
+    check_sidecar_digest(sidecar, sidecar_path, REBUILD, "the engine build")
+    for key in ("input", "outputs"):
+        if key not in sidecar:
+            raise DeploymentError(f"engine sidecar {str(sidecar_path)!r} lacks key {key!r}")
     if file_sha256(engine_path) != engine["sha256"]:
         raise DeploymentError(
             f"{str(engine_path)!r} does not match its sidecar {str(sidecar_path)!r}: the engine "
-            "is corrupted or from another build; build it again"
+            f"is corrupted or from another build; {REBUILD}"
         )
     return Deployment(sidecar_path, sidecar)
 

@@ -25,6 +25,7 @@ from vision_mtl.export import (
     verified,
 )
 from vision_mtl.export.quantize import unsigned_activations
+from vision_mtl.export.validate import seal_sidecar
 from vision_mtl.tasks import TASKS
 
 sys.path.insert(0, str(ROOT / "deploy"))
@@ -160,13 +161,14 @@ def test_corrupted_or_mismatched_pairs_fail_before_inference(exported, tmp_path)
     with pytest.raises(DeploymentError, match="does not match its sidecar"):
         load_deployment(pair / "model.json")
 
+    # Sidecars that are wrong as written (sealed, so the structural checks are what refuse them).
     (pair / "model.onnx").write_bytes((out / "model.onnx").read_bytes())
     for broken, message in [
         (dict(sidecar, format="mmdeploy"), "expected 'vision_mtl.deploy/1'"),
         ({k: v for k, v in sidecar.items() if k != "outputs"}, r"lacks key\(s\) \['outputs'\]"),
         (dict(sidecar, onnx="other.onnx"), "other.onnx.*is missing"),
     ]:
-        (pair / "model.json").write_text(json.dumps(broken))
+        (pair / "model.json").write_text(json.dumps(seal_sidecar(broken)))
         with pytest.raises(DeploymentError, match=message):
             load_deployment(pair / "model.json")
     (pair / "model.json").write_text("{not json")
@@ -174,7 +176,7 @@ def test_corrupted_or_mismatched_pairs_fail_before_inference(exported, tmp_path)
         load_deployment(pair)
 
     # A sidecar describing other outputs than the graph has: refused when the session opens.
-    swapped = dict(sidecar, outputs=sidecar["outputs"][::-1])
+    swapped = seal_sidecar(dict(sidecar, outputs=sidecar["outputs"][::-1]))
     (pair / "model.json").write_text(json.dumps(swapped))
     with pytest.raises(DeploymentError, match="has outputs"):
         OrtRunner(load_deployment(pair), providers=["CPUExecutionProvider"])

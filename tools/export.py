@@ -10,19 +10,42 @@ Writes ``DIR/model.onnx`` (one file; input ``image``, one output per task) and `
 2. parity: ONNX Runtime against PyTorch on ``--parity-samples`` validation images, every task's
    raw outputs within ``--atol`` and equal validation metrics.
 
-A failed check exits non-zero naming the node or task and leaves DIR without a new file.
+A failed check exits non-zero naming the node or task and leaves DIR without a new file. Bad
+arguments (``--parity-samples 0``, ``--dynamic 0``, a negative ``--atol``, a ``--name`` with a
+directory part, an unknown ``--trt`` version) are refused while parsing, before any work.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from mmengine.config import DictAction
 
 from vision_mtl.apis.inference import init_model
 from vision_mtl.export import export_canvas
+from vision_mtl.export.onnx_export import check_export_name
+from vision_mtl.export.tensorrt_check import SUPPORTED_OPS
+from vision_mtl.export.validate import int_at_least
 from vision_mtl.export.verified import ExportCheckError, export_verified
+
+
+def _tolerance(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
+    return value
+
+
+def _stem(text: str) -> str:
+    try:
+        return check_export_name(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -32,13 +55,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", required=True, help="directory for model.onnx and model.json")
     parser.add_argument("--shape", type=int, nargs=2, metavar=("H", "W"), help="input canvas")
     parser.add_argument(
-        "--dynamic", type=int, metavar="N", help="dynamic batch axis, profile range 1..N"
+        "--dynamic",
+        type=int_at_least(1),
+        metavar="N",
+        help="dynamic batch axis, profile range 1..N",
     )
     parser.add_argument("--opset", type=int, default=17)
-    parser.add_argument("--trt", nargs="+", default=["8.6", "10.3"], help="TensorRT versions")
-    parser.add_argument("--parity-samples", type=int, default=8)
-    parser.add_argument("--atol", type=float, default=1e-4)
-    parser.add_argument("--name", default="model", help="file stem")
+    parser.add_argument(
+        "--trt",
+        nargs="+",
+        default=["8.6", "10.3"],
+        choices=sorted(SUPPORTED_OPS),
+        help="TensorRT versions",
+    )
+    parser.add_argument(
+        "--parity-samples",
+        type=int_at_least(1),
+        default=8,
+        help="validation images compared with PyTorch (at least 1)",
+    )
+    parser.add_argument("--atol", type=_tolerance, default=1e-4)
+    parser.add_argument("--name", type=_stem, default="model", help="file stem")
     parser.add_argument(
         "--simplify", action="store_true", help="fold constants and drop redundant nodes"
     )
@@ -48,8 +85,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    if args.dynamic is not None and args.dynamic < 1:
-        raise SystemExit(f"--dynamic must be a positive batch size, got {args.dynamic}")
     model = init_model(args.config, args.checkpoint, device="cpu", cfg_options=args.cfg_options)
     canvas = export_canvas(model.cfg, tuple(args.shape) if args.shape else None)
     try:

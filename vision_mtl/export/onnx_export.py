@@ -5,7 +5,8 @@ data preprocessor's mean and std, padded at the bottom/right with 0 to the expor
 output per task named after it, in :data:`~vision_mtl.tasks.TASKS` order, holding the raw head
 output at the canvas size. The sidecar records everything a runtime needs to turn an image into
 that input and the outputs into predictions (normalization, canvas, per-task decoding, class
-names, palettes) and the SHA-256 of the ONNX file, so a mismatched pair is refused.
+names, palettes), the SHA-256 of the ONNX file, so a mismatched pair is refused, and a digest
+of its own content (:mod:`vision_mtl.export.validate`), so an edited sidecar is refused too.
 
 The TorchScript exporter is used (``dynamo=False``): it writes a single file below 2 GB and its
 opset-17 graphs are what TensorRT 8.6 parses. The spatial size is fixed at the canvas (the
@@ -15,8 +16,6 @@ axis may be dynamic, with its optimization-profile range in the sidecar.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import shutil
 import tempfile
@@ -29,9 +28,15 @@ import torch
 from torch import nn
 
 import vision_mtl
+from vision_mtl.export.validate import (
+    SIDECAR_FORMAT,
+    file_sha256,
+    is_plain_file_name,
+    seal_sidecar,
+    sidecar_bytes,
+)
 from vision_mtl.tasks import get_task, make_palette
 
-SIDECAR_FORMAT = "vision_mtl.deploy/1"
 INPUT_NAME = "image"
 
 
@@ -77,14 +82,6 @@ def export_canvas(cfg, shape: tuple[int, int] | None = None) -> tuple[int, int]:
             f"preprocessor's size_divisor {divisor}"
         )
     return height, width
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def make_sidecar(
@@ -142,6 +139,21 @@ def make_sidecar(
     )
 
 
+def check_export_name(name: str) -> str:
+    """``name`` if it can be the stem of files inside the output directory.
+
+    Raises:
+        ValueError: it has a directory part (``/``, ``\\``), is empty, ``.``/``..`` or starts
+            with ``.`` (hidden, like the staging directories).
+    """
+    if not isinstance(name, str) or not is_plain_file_name(f"{name}.onnx") or name[:1] in ("", "."):
+        raise ValueError(
+            f"export name {name!r} must be a plain file stem (no '/', '\\' or leading '.'), "
+            "so that the files stay in the output directory"
+        )
+    return name
+
+
 @dataclass
 class Exported:
     """An exported pair in a staging directory, not yet published."""
@@ -169,9 +181,14 @@ def export_onnx(
         canvas: input (H, W).
         opset: ONNX opset (17: TensorRT 8.6 and 10.x both parse it).
         max_batch: make the batch axis dynamic up to this size (``None``: batch 1).
-        name: file stem.
+        name: file stem: a plain file name (no directory part), so both files stay in
+            ``staging_dir``.
         simplify_graph: run :func:`simplify` on the graph before the sidecar is written.
+
+    Raises:
+        ValueError: ``name`` has a directory part or is ``.``/``..``.
     """
+    check_export_name(name)
     model = model.cpu().eval()
     wrapper = TensorOutputs(model).eval()
     staging_dir = Path(staging_dir)
@@ -200,8 +217,9 @@ def export_onnx(
     simplified = simplify(onnx_path) if simplify_graph else None
     sidecar = make_sidecar(model, onnx_path, canvas, opset, max_batch)
     sidecar["simplified"] = simplified
+    sidecar = seal_sidecar(sidecar)
     sidecar_path = staging_dir / f"{name}.json"
-    sidecar_path.write_text(json.dumps(sidecar, indent=2))
+    sidecar_path.write_bytes(sidecar_bytes(sidecar))
     return Exported(onnx_path, sidecar_path, sidecar)
 
 

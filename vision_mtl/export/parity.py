@@ -144,6 +144,15 @@ def check_parity(
     ]
     for key, value in scores["torch"].items():
         other = scores["onnx"].get(key)
-        if other is None or not abs(other - value) <= metric_tol:
+        if not _metrics_agree(other, value, metric_tol):
             failures.append(f"{key}: {other} (onnx) vs {value} (torch), tolerance {metric_tol:.2g}")
     return ParityReport(diffs, scores["torch"], scores["onnx"], failures)
+
+
+def _metrics_agree(onnx_value, torch_value, tolerance: float) -> bool:
+    """Equal within ``tolerance``; NaN in both agrees (a class in none of the compared images)."""
+    if onnx_value is None:
+        return False
+    if np.isnan(onnx_value) and np.isnan(torch_value):
+        return True
+    return abs(onnx_value - torch_value) <= tolerance

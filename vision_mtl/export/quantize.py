@@ -22,7 +22,6 @@ preprocessing; activation ranges are min/max, percentile or entropy (``method``)
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -41,6 +40,7 @@ from onnxruntime.quantization import (
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from vision_mtl.export.runtime import Deployment
+from vision_mtl.export.validate import DIGEST_KEY, file_sha256, load_onnx, sidecar_bytes
 
 QUANTIZED_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 METHODS = {
@@ -110,11 +110,19 @@ def quantize_int8(
         method: ``minmax``, ``percentile`` (99.999th, robust to a few outliers) or ``entropy``.
         op_types: operators whose inputs and outputs are quantized.
         keep_fp32: node names left in fp32; default: :func:`fp32_nodes`.
+
+    Raises:
+        ValueError: an unknown method or no calibration image.
+        DeploymentError: the fp32 file is not a complete ONNX model, or an image does not fit
+            the canvas.
     """
     if method not in METHODS:
         raise ValueError(f"calibration method {method!r} is not one of {sorted(METHODS)}")
     if not images:
         raise ValueError("quantization needs at least one calibration image")
+    load_onnx(deployment.onnx_path)  # one clear error for a truncated file, not the quantizer's
+    for i, image in enumerate(images):
+        deployment.check_image(image, f"calibration image {i}")
     out_path = Path(out_path)
     work = Path(tempfile.mkdtemp(prefix=".quantize-", dir=out_path.parent))
     try:
@@ -152,11 +160,11 @@ def quantize_int8(
 def write_int8_sidecar(
     fp32: Deployment, int8_path: Path, method: str, samples: int, split: str = "train"
 ) -> Path:
-    """The fp32 sidecar for ``int8_path``, plus how it was quantized; written atomically."""
+    """The fp32 sidecar for ``int8_path``, plus how it was quantized; sealed, written atomically."""
     from vision_mtl.engine.checkpoint import atomic_write_bytes
-    from vision_mtl.export.onnx_export import file_sha256
 
     sidecar = dict(fp32.sidecar, onnx=int8_path.name, onnx_sha256=file_sha256(int8_path))
+    sidecar.pop(DIGEST_KEY, None)  # the fp32 digest; sidecar_bytes seals the new content
     sidecar["quantization"] = dict(
         format="QDQ",
         weights="int8 symmetric per-channel",
@@ -166,7 +174,7 @@ def write_int8_sidecar(
         fp32_onnx_sha256=fp32.sidecar["onnx_sha256"],
     )
     path = int8_path.with_suffix(".json")
-    atomic_write_bytes(json.dumps(sidecar, indent=2).encode(), path)
+    atomic_write_bytes(sidecar_bytes(sidecar), path)
     return path
 
 

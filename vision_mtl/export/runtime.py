@@ -5,14 +5,15 @@ with the sidecar's mean and std and padded at the bottom/right with 0 to the can
 (:class:`~vision_mtl.models.MultiTaskDataPreprocessor`); each output is cropped back to the
 image and decoded by its task's rule (:meth:`~vision_mtl.tasks.TaskSpec.decode_array`).
 
-:func:`load_deployment` refuses, before any inference, a sidecar of another format, an ONNX file
-whose SHA-256 differs from the one the sidecar recorded (a corrupted or swapped file), and a
-graph whose input or outputs are not the ones the sidecar describes.
+:func:`load_deployment` refuses, before any inference, a sidecar of another format, one edited
+after export or without the digest of its content (:mod:`vision_mtl.export.validate`), one
+naming a graph outside its directory, an ONNX file whose SHA-256 differs from the one the
+sidecar recorded (a corrupted or swapped file); :class:`OrtRunner` refuses a file that is not a
+complete ONNX model and a graph whose input or outputs are not the ones the sidecar describes.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 from dataclasses import dataclass
@@ -20,14 +21,22 @@ from pathlib import Path
 
 import numpy as np
 
-from vision_mtl.export.onnx_export import SIDECAR_FORMAT, file_sha256
+from vision_mtl.export.validate import (
+    SIDECAR_FORMAT,
+    DeploymentError,
+    check_sidecar_digest,
+    file_sha256,
+    invalid_onnx_message,
+    is_plain_file_name,
+    load_onnx,
+    read_json,
+)
 from vision_mtl.tasks import get_task
 
 _REQUIRED = ("format", "onnx", "onnx_sha256", "input", "outputs")
-
-
-class DeploymentError(ValueError):
-    """An exported model, engine or sidecar that cannot be used as it is."""
+REEXPORT = "export (or quantize) the model again"
+# onnxruntime's exception types for a file that is not a loadable model (not a missing kernel).
+_INVALID_MODEL = {"InvalidProtobuf", "InvalidGraph", "Fail", "InvalidArgument"}
 
 
 @dataclass
@@ -49,6 +58,29 @@ class Deployment:
     def tasks(self) -> list[str]:
         return [o["task"] for o in self.sidecar["outputs"]]
 
+    def check_image(self, image: np.ndarray, name: str) -> np.ndarray:
+        """``image`` as an array if the graph can take it, else an error naming it.
+
+        Callers that read files check every image with its file name before any output is
+        written; :meth:`preprocess` checks again, naming the position in the batch.
+
+        Raises:
+            DeploymentError: not H×W×3 uint8 RGB, or larger than the exported canvas.
+        """
+        image = np.asarray(image)
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise DeploymentError(
+                f"{name} must be H×W×3 uint8 RGB, got {image.shape} {image.dtype}"
+            )
+        height, width = self.canvas
+        h, w = image.shape[:2]
+        if h > height or w > width:
+            raise DeploymentError(
+                f"{name} is {h}x{w}, larger than the exported canvas {height}x{width}; "
+                "resize it or export with --shape"
+            )
+        return image
+
     def preprocess(self, images: list[np.ndarray]) -> tuple[np.ndarray, list[tuple[int, int]]]:
         """Normalize and pad images to the canvas; returns the batch and each image's size."""
         spec = self.sidecar["input"]
@@ -58,17 +90,8 @@ class Deployment:
         batch = np.zeros((len(images), 3, height, width), np.float32)
         sizes = []
         for i, image in enumerate(images):
-            image = np.asarray(image)
-            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-                raise DeploymentError(
-                    f"image {i} must be H×W×3 uint8 RGB, got {image.shape} {image.dtype}"
-                )
+            image = self.check_image(image, f"image {i}")
             h, w = image.shape[:2]
-            if h > height or w > width:
-                raise DeploymentError(
-                    f"image {i} is {h}x{w}, larger than the exported canvas {height}x{width}; "
-                    "resize it or export with --shape"
-                )
             batch[i, :, :h, :w] = ((image.astype(np.float32) - mean) / std).transpose(2, 0, 1)
             sizes.append((h, w))
         return batch, sizes
@@ -96,7 +119,8 @@ def load_deployment(path: str | os.PathLike) -> Deployment:
             directory (holding one sidecar).
 
     Raises:
-        DeploymentError: the sidecar is missing, malformed or of another format, or the ONNX
+        DeploymentError: the sidecar is missing, malformed, of another format, edited after
+            export or without its digest, or names a file outside its directory; or the ONNX
             file is missing or does not match the sidecar's checksum.
     """
     path = Path(path)
@@ -111,18 +135,21 @@ def load_deployment(path: str | os.PathLike) -> Deployment:
         path = path.with_suffix(".json")
     if not path.is_file():
         raise DeploymentError(f"sidecar {str(path)!r} does not exist (export writes it)")
-    try:
-        sidecar = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise DeploymentError(f"sidecar {str(path)!r} is not valid JSON: {err}") from None
-    if not isinstance(sidecar, dict) or sidecar.get("format") != SIDECAR_FORMAT:
-        got = sidecar.get("format") if isinstance(sidecar, dict) else type(sidecar).__name__
+    sidecar = read_json(path)
+    if sidecar.get("format") != SIDECAR_FORMAT:
         raise DeploymentError(
-            f"sidecar {str(path)!r} has format {got!r}, expected {SIDECAR_FORMAT!r}"
+            f"sidecar {str(path)!r} has format {sidecar.get('format')!r}, expected "
+            f"{SIDECAR_FORMAT!r}"
         )
+    check_sidecar_digest(sidecar, path, REEXPORT)
     missing = [k for k in _REQUIRED if k not in sidecar]
     if missing:
         raise DeploymentError(f"sidecar {str(path)!r} lacks key(s) {missing}")
+    if not is_plain_file_name(sidecar["onnx"]):
+        raise DeploymentError(
+            f"sidecar {str(path)!r} has 'onnx' {sidecar['onnx']!r}, expected a file name in "
+            "the sidecar's own directory"
+        )
     deployment = Deployment(path, sidecar)
     onnx_path = deployment.onnx_path
     if not onnx_path.is_file():
@@ -146,11 +173,9 @@ def _x86_cpu_form(path: Path) -> tuple[str | bytes, int]:
     See :func:`vision_mtl.export.quantize.unsigned_activations` (an exact re-encoding); an fp32
     graph is returned as its path, untouched.
     """
-    import onnx
-
     from vision_mtl.export.quantize import is_quantized, unsigned_activations
 
-    model = onnx.load(str(path))
+    model = load_onnx(path, check=False)  # the session that follows checks the graph
     if not is_quantized(model):
         return str(path), 0
     try:
@@ -192,7 +217,10 @@ class OrtRunner:
         try:
             self.session = ort.InferenceSession(source, options, providers=providers)
         except Exception as err:  # onnxruntime raises its own exception types
-            raise DeploymentError(f"ONNX Runtime cannot load {str(path)!r}: {err}") from None
+            if type(err).__name__ in _INVALID_MODEL:
+                raise DeploymentError(invalid_onnx_message(path, err)) from None
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else repr(err)
+            raise DeploymentError(f"ONNX Runtime cannot load {str(path)!r}: {reason}") from None
         self._check_signature(path)
 
     def _check_signature(self, path: Path) -> None:

@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from torch import nn
 
-from vision_mtl.export.onnx_export import Exported, export_onnx, publish, staging_dir
+from vision_mtl.export.onnx_export import (
+    Exported,
+    check_export_name,
+    export_onnx,
+    publish,
+    staging_dir,
+)
 from vision_mtl.export.parity import ParityReport, check_parity
 from vision_mtl.export.quantize import quantize_int8, write_int8_sidecar
 from vision_mtl.export.runtime import Deployment, load_deployment
@@ -55,7 +61,12 @@ def export_verified(
     Raises:
         ExportCheckError: the graph would not build in a TensorRT version, or ONNX Runtime's
             outputs or metrics differ from PyTorch's; nothing is written to ``out_dir``.
+        ValueError: ``parity_samples`` is below 1 or ``name`` is not a plain file stem (before
+            any work).
     """
+    if not isinstance(parity_samples, int) or parity_samples < 1:
+        raise ValueError(f"parity_samples must be an integer >= 1, got {parity_samples!r}")
+    check_export_name(name)
     stage = staging_dir(out_dir)
     try:
         exported = export_onnx(model, stage, canvas, opset, max_batch, name, simplify)
@@ -82,8 +93,17 @@ def quantize_verified(
     images: list[np.ndarray],
     method: str = "percentile",
     trt_versions: Sequence[str] = TRT_VERSIONS,
+    before_publish: Callable[[Deployment], None] | None = None,
 ) -> Deployment:
     """Write ``<stem>_int8.onnx`` and its sidecar beside ``fp32`` once the TensorRT check passes.
+
+    Args:
+        fp32: the exported fp32 model.
+        images: calibration images.
+        method: see :func:`~vision_mtl.export.quantize.quantize_int8`.
+        trt_versions: TensorRT versions the INT8 graph must build in.
+        before_publish: called with the staged INT8 deployment after the checks and before it
+            is published (e.g. to evaluate it); if it raises, nothing is published.
 
     Raises:
         ExportCheckError: the INT8 graph would not build in a TensorRT version.
@@ -98,6 +118,8 @@ def quantize_verified(
                 f"the INT8 graph would not build in TensorRT:\n{format_problems(problems)}"
             )
         sidecar = write_int8_sidecar(fp32, staged, method, len(images))
+        if before_publish is not None:
+            before_publish(load_deployment(sidecar))
         _, sidecar_path = publish(Exported(staged, sidecar, {}), directory)
     finally:
         shutil.rmtree(stage, ignore_errors=True)

@@ -26,10 +26,10 @@ from trt_runtime import (  # noqa: E402
     tensorrt_unavailable,
 )
 
-from vision_mtl.engine.checkpoint import atomic_write_bytes  # noqa: E402
 from vision_mtl.export import check_graph, format_problems, load_deployment  # noqa: E402
 from vision_mtl.export.runtime import Deployment, DeploymentError  # noqa: E402
 from vision_mtl.export.validate import int_at_least, load_onnx  # noqa: E402
+from vision_mtl.utils import atomic_write_bytes  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

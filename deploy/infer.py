@@ -31,10 +31,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from vision_mtl.apis.inference import read_image  # noqa: E402
-from vision_mtl.engine.checkpoint import atomic_write_bytes  # noqa: E402
 from vision_mtl.export import OrtRunner, load_deployment  # noqa: E402
 from vision_mtl.export.validate import DeploymentError, is_plain_file_name  # noqa: E402
 from vision_mtl.tasks import get_task  # noqa: E402
+from vision_mtl.utils import atomic_write_bytes  # noqa: E402
 
 SUFFIXES = (".npy", ".png")
 

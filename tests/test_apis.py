@@ -8,7 +8,7 @@ import torch
 from conftest import QUICKSTART, TINY_OPTIONS
 
 from vision_mtl.apis import build_train_runner, inference, init_model, load_config
-from vision_mtl.apis.runner import resolve_checkpoint
+from vision_mtl.utils import resolve_checkpoint
 
 
 def test_missing_config_names_the_file(tmp_path):

@@ -18,9 +18,8 @@ import torch
 from conftest import QUICKSTART, ROOT, TINY_OPTIONS, load_tool
 
 from vision_mtl.apis import build_train_runner, init_model, load_config, write_json
-from vision_mtl.apis.runner import resolve_checkpoint
 from vision_mtl.engine import CheckpointMismatchError, WorkDirLockedError
-from vision_mtl.engine.checkpoint import atomic_write_bytes, read_checkpoint
+from vision_mtl.utils import atomic_write_bytes, read_checkpoint, resolve_checkpoint
 
 ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
 

@@ -40,7 +40,6 @@ import torch
 from mmengine.config import Config, DictAction
 
 from vision_mtl.apis import init_model, load_config, write_json
-from vision_mtl.apis.runner import resolve_checkpoint
 from vision_mtl.complexity import count_macs, count_parameters
 from vision_mtl.compress.greedy import GREEDY_RANKS, greedy_prune
 from vision_mtl.compress.pruning import (
@@ -62,6 +61,7 @@ from vision_mtl.compress.workflow import (
 from vision_mtl.evaluation.multitask import compute_delta_m
 from vision_mtl.export import export_canvas
 from vision_mtl.tasks import get_task
+from vision_mtl.utils import resolve_checkpoint
 
 STAGES = ("before", "pruned", "finetuned")
 

@@ -1,7 +1,7 @@
-"""vision_mtl: multitask dense prediction — assemble, train, evaluate, compress and ship."""
+"""vision_mtl: multitask dense prediction — assemble, train, evaluate, compress and ship.
 
-# Importing the engine registers the atomic checkpoint backend and the checkpoint allow-list, so
-# every entry point (tools, apis, tests) saves and resumes the same way.
-from vision_mtl import engine as _engine  # noqa: F401
+Importing the package imports nothing else: the training stack (torch, mmengine) is loaded by
+the subpackages that need it, so the edge runtime runs on numpy and onnxruntime/TensorRT alone.
+"""
 
 __version__ = "0.1.0"

@@ -13,9 +13,9 @@ import cv2
 import numpy as np
 import torch
 
-from vision_mtl.engine.checkpoint import atomic_write_bytes
 from vision_mtl.paths import output_path
 from vision_mtl.tasks import get_task
+from vision_mtl.utils import atomic_write_bytes
 
 _LABEL_H = 14
 

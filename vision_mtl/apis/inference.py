@@ -19,12 +19,12 @@ from mmengine.dataset import Compose
 from mmengine.registry import DefaultScope
 from mmengine.runner import load_checkpoint
 
-from vision_mtl.apis.runner import resolve_checkpoint
 from vision_mtl.compress.pruning import configure_pruned
 from vision_mtl.datasets.transforms import PackMultiTaskInputs, multitask_collate
-from vision_mtl.engine.checkpoint import read_checkpoint
+from vision_mtl.engine import register_all_modules
 from vision_mtl.engine.runner import check_checkpoint_fits
 from vision_mtl.registry import MODELS, SCOPE
+from vision_mtl.utils import read_checkpoint, resolve_checkpoint
 
 
 def default_device() -> str:
@@ -49,6 +49,7 @@ def init_model(
     ``model.cfg`` and the checkpoint's ``dataset_meta`` (class names, tasks) as
     ``model.dataset_meta`` for pictures and exporters.
     """
+    register_all_modules()
     cfg = config if isinstance(config, Config) else Config.fromfile(str(config))
     if cfg_options:
         cfg.merge_from_dict(cfg_options)

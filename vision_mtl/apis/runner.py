@@ -17,10 +17,11 @@ from mmengine.config import Config
 from mmengine.logging import print_log
 from mmengine.runner import Runner
 
-from vision_mtl.engine.checkpoint import atomic_write_bytes
+from vision_mtl.engine import register_all_modules
 from vision_mtl.engine.distributed import prepare_cpu_distributed
 from vision_mtl.engine.runner import VisionMTLRunner
 from vision_mtl.engine.workdir_lock import WorkDirLock, WorkDirLockHook
+from vision_mtl.utils import atomic_write_bytes, resolve_checkpoint
 
 # Top-level keys mmengine's Runner reads besides its constructor's arguments.
 _RUNNER_KEYS = {
@@ -108,6 +109,7 @@ def build_train_runner(
         strict_load: load ``load_from`` / the resumed checkpoint strictly (the default);
             ``False`` is a deliberate partial load.
     """
+    register_all_modules()
     _set_launcher(cfg, launcher)
     check_optimizer_settings(cfg)
     if amp:
@@ -187,6 +189,7 @@ def build_test_runner(
 ) -> Runner:
     """A Runner ready to ``test()`` the weights in ``checkpoint``, already loaded (strictly,
     unless ``strict_load`` is ``False``) so a checkpoint that does not fit fails here."""
+    register_all_modules()
     _set_launcher(cfg, launcher)
     cfg.load_from = None
     cfg.resume = False
@@ -196,31 +199,6 @@ def build_test_runner(
     runner.strict_load = strict_load
     runner.load_checkpoint(resolve_checkpoint(checkpoint))
     return runner
-
-
-def resolve_checkpoint(path: str | os.PathLike) -> str:
-    """The checkpoint file ``path`` names; a work dir or ``last_checkpoint`` file is followed.
-
-    A ``last_checkpoint`` pointer holds an absolute path. The file of that name beside the
-    pointer wins, so a copied or moved work dir resumes from its own checkpoints, never from the
-    directory it was copied from; the pointer's path is used only when no such file is there
-    (checkpoints written to a separate ``out_dir``).
-    """
-    path = Path(path)
-    if path.is_dir():
-        path = path / "last_checkpoint"
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
-    if path.name == "last_checkpoint":
-        recorded = Path(path.read_text().strip())
-        beside = path.parent / recorded.name
-        target = beside if beside.is_file() else recorded
-        if not recorded.name or not target.is_file():
-            raise FileNotFoundError(
-                f"{str(path)!r} points to {str(recorded)!r}, which does not exist"
-            )
-        return str(target)
-    return str(path)
 
 
 def json_safe(data):

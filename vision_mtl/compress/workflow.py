@@ -20,8 +20,8 @@ from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 
 from vision_mtl.compress.pruning import PruningError
-from vision_mtl.engine.checkpoint import atomic_write_bytes
 from vision_mtl.registry import METRICS, SCOPE
+from vision_mtl.utils import atomic_write_bytes
 
 
 @torch.no_grad()

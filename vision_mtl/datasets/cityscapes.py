@@ -19,6 +19,7 @@ pixels with 0 < gt < 80: set that on the metric (``DepthMetric(max_depth=80)``).
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -42,8 +43,12 @@ WHERE = (
 )
 
 
-def _label_table() -> tuple[np.ndarray, tuple[str, ...]]:
-    """Raw id -> train id lookup (255 where none) and the 19 class names in train-id order."""
+@functools.cache
+def label_table() -> tuple[np.ndarray, tuple[str, ...]]:
+    """Raw id -> train id lookup (255 where none) and the 19 class names in train-id order.
+
+    Read from cityscapesscripts when first needed (building a dataset), not at import.
+    """
     from cityscapesscripts.helpers.labels import labels
 
     lookup = np.full(256, 255, np.uint8)
@@ -52,10 +57,15 @@ def _label_table() -> tuple[np.ndarray, tuple[str, ...]]:
         if 0 <= label.id < 256 and 0 <= label.trainId < 255:
             lookup[label.id] = label.trainId
             names[label.trainId] = label.name
-    return lookup, tuple(names[i] for i in sorted(names))
+    names = tuple(names[i] for i in sorted(names))
+    if len(names) != NUM_CLASSES:
+        raise RuntimeError(
+            f"cityscapesscripts lists {len(names)} train ids, expected {NUM_CLASSES}"
+        )
+    return lookup, names
 
 
-LABEL_LOOKUP, CITYSCAPES_CLASSES = _label_table()
+NUM_CLASSES = 19
 
 
 def decode_disparity(raw: np.ndarray) -> np.ndarray:
@@ -77,8 +87,7 @@ class CityscapesMTDataset(MultiTaskDataset):
 
     PROVIDES = ("semseg", "depth", "disparity")
     TASK_SETS = {"all": ("semseg", "disparity")}
-    num_classes = {"semseg": len(CITYSCAPES_CLASSES)}
-    class_names = {"semseg": CITYSCAPES_CLASSES}
+    num_classes = {"semseg": NUM_CLASSES}
 
     def __init__(
         self,
@@ -88,6 +97,8 @@ class CityscapesMTDataset(MultiTaskDataset):
         pipeline: Sequence[Any] = (),
     ) -> None:
         super().__init__(tasks=tasks, pipeline=pipeline)
+        self.lookup, names = label_table()
+        self.class_names = {"semseg": names}
         if split not in ("train", "val"):
             raise ValueError(f"CityscapesMTDataset split must be 'train' or 'val', got {split!r}")
         self.root, self.split = Path(data_root), split
@@ -135,7 +146,7 @@ class CityscapesMTDataset(MultiTaskDataset):
             raw = read_image_file(
                 self._require(self.path("gtFine", stem), stem, "semseg"), color=False
             )
-            sample["semseg"] = LABEL_LOOKUP[raw.astype(np.uint8)]
+            sample["semseg"] = self.lookup[raw.astype(np.uint8)]
         if "disparity" in self.tasks or "depth" in self.tasks:
             path = self._require(self.path("disparity", stem), stem, "disparity")
             disparity = decode_disparity(read_image_file(path, color=False))

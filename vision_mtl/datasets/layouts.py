@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vision_mtl.engine.checkpoint import atomic_write_bytes
+from vision_mtl.utils import atomic_write_bytes
 
 
 def _write_png(array: np.ndarray, path: Path) -> None:

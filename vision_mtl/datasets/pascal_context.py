@@ -41,8 +41,8 @@ from PIL import Image
 
 from vision_mtl.datasets.base import MultiTaskDataset, read_id_list
 from vision_mtl.datasets.nyud import decode_normals, read_image_file
-from vision_mtl.engine.checkpoint import atomic_write_bytes
 from vision_mtl.registry import DATASETS
+from vision_mtl.utils import atomic_write_bytes
 
 LAYOUT = """PASCALContext/
   JPEGImages/<id>.jpg  semseg/VOC12/<id>.png | semseg/pascal-context/<id>.png

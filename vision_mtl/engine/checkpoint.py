@@ -1,75 +1,26 @@
-"""Checkpoints that are never half-written and load under torch's ``weights_only`` default.
+"""Checkpoints that are never half-written and retention that never loses the last one.
 
-* :class:`AtomicLocalBackend` is mmengine's local file backend with writes that go to a temporary
-  file in the same directory and are renamed into place, so a crash (or a non-finite loss) in the
-  middle of saving leaves the previous checkpoint intact. :class:`AtomicCheckpointHook` uses it and
-  also writes the ``last_checkpoint`` pointer atomically.
-* :func:`allow_mmengine_checkpoint_types` allow-lists exactly the non-tensor types an mmengine
-  checkpoint holds (the message hub's history buffers and the numpy values inside them), because
-  mmengine 0.10.7 calls ``torch.load`` without ``weights_only`` and torch now defaults it to True.
-  Nothing is loaded with ``weights_only=False``. A HistoryBuffer's default pickle also stores its
-  statistics methods, which unpickling fetches through ``getattr`` — a global that must never be
-  allow-listed — so HistoryBuffer is pickled from its constructor arguments instead (the
-  buffer it rebuilds is identical).
+:class:`AtomicLocalBackend` is mmengine's local file backend with writes that go to a temporary
+file in the same directory and are renamed into place (:func:`vision_mtl.utils.atomic_write_bytes`),
+so a crash (or a non-finite loss) in the middle of saving leaves the previous checkpoint intact.
+:class:`AtomicCheckpointHook` uses it, writes the ``last_checkpoint`` pointer atomically too and
+drops expired checkpoints only after the new one is in place.
+
+Nothing is registered at import: :func:`register_atomic_backend` (idempotent) is called by the
+hook and by :func:`vision_mtl.engine.register_all_modules`.
 """
 
 from __future__ import annotations
 
-import copyreg
-import os
-import pickle
 import re
-import tempfile
-import zipfile
 from pathlib import Path
 
-import numpy as np
-import torch
 from mmengine.dist import is_main_process
 from mmengine.fileio import LocalBackend, register_backend
 from mmengine.hooks import CheckpointHook
-from mmengine.logging.history_buffer import HistoryBuffer
 
 from vision_mtl.registry import HOOKS
-
-
-def _current_umask() -> int:
-    """The process umask, read without changing it where /proc allows (no race with threads)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except OSError:
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_bytes(data: bytes, path: str | os.PathLike) -> None:
-    """Write ``data`` to ``path`` through a temporary file and an atomic rename.
-
-    The file gets the permissions ``open(path, 'w')`` would give it: an existing file's mode,
-    else ``0o666`` less the umask (``mkstemp`` alone would make every file ``0o600``).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        mode = path.stat().st_mode & 0o7777
-    except FileNotFoundError:
-        mode = 0o666 & ~_current_umask()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+from vision_mtl.utils import allow_checkpoint_types, atomic_write_bytes
 
 
 class AtomicLocalBackend(LocalBackend):
@@ -82,67 +33,9 @@ class AtomicLocalBackend(LocalBackend):
         atomic_write_bytes(obj.encode(encoding), filepath)
 
 
-register_backend("atomic_local", AtomicLocalBackend, force=True)
-
-
-def _reduce_history_buffer(buffer: HistoryBuffer) -> tuple:
-    return HistoryBuffer, (buffer._log_history, buffer._count_history, buffer.max_length)
-
-
-copyreg.pickle(HistoryBuffer, _reduce_history_buffer)
-
-
-def _numpy_globals() -> list:
-    """numpy's pickling helpers and the dtypes a HistoryBuffer's arrays and scalars use."""
-    core = getattr(np, "_core", None) or np.core
-    reconstruct = core.multiarray._reconstruct
-    scalar = core.multiarray.scalar
-    dtype_classes = [type(np.dtype(t)) for t in ("float64", "float32", "int64", "int32", "bool")]
-    return [reconstruct, scalar, np.ndarray, np.dtype, *dtype_classes]
-
-
-def allow_mmengine_checkpoint_types() -> None:
-    """Let ``torch.load(weights_only=True)`` read mmengine checkpoints (see module docstring)."""
-    torch.serialization.add_safe_globals([HistoryBuffer, *_numpy_globals()])
-
-
-allow_mmengine_checkpoint_types()
-
-
-def check_checkpoint_file(path: str | os.PathLike) -> Path:
-    """``path`` as a Path if it is a readable checkpoint in torch's zip format, else a clear error.
-
-    torch's messages for a wrong file are about mmap or pickle internals ("KeyError: 101"); a
-    user needs to hear which file is wrong and why. Legacy (pre-1.6, non-zip) checkpoints are
-    refused too: they cannot be memory-mapped and are rare enough that re-saving them is the fix.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
-    if not zipfile.is_zipfile(path):
-        raise ValueError(
-            f"{str(path)!r} is not a PyTorch checkpoint in torch's zip format (torch.save since "
-            "1.6); if it is a legacy checkpoint, load it in a trusted environment and save it "
-            "again with torch.save"
-        )
-    return path
-
-
-def read_checkpoint(path: str | os.PathLike, mmap: bool = False) -> dict:
-    """Load a checkpoint with ``weights_only=True`` after :func:`check_checkpoint_file`.
-
-    Args:
-        path: the ``.pth`` file.
-        mmap: map the tensors instead of reading them (for reading ``meta`` of a large file).
-    """
-    path = check_checkpoint_file(path)
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError) as err:
-        raise ValueError(f"cannot read checkpoint {str(path)!r}: {err}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{str(path)!r} holds a {type(data).__name__}, not a checkpoint dict")
-    return data
+def register_atomic_backend() -> None:
+    """Make ``backend_args=dict(backend='atomic_local')`` resolve to :class:`AtomicLocalBackend`."""
+    register_backend("atomic_local", AtomicLocalBackend, force=True)
 
 
 @HOOKS.register_module()
@@ -162,6 +55,8 @@ class AtomicCheckpointHook(CheckpointHook):
     """
 
     def __init__(self, **kwargs) -> None:
+        register_atomic_backend()
+        allow_checkpoint_types()  # how its message hub state is pickled and read back
         kwargs.setdefault("backend_args", dict(backend="atomic_local"))
         super().__init__(**kwargs)
 

@@ -16,7 +16,7 @@ import torch
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
-from vision_mtl.engine.checkpoint import check_checkpoint_file, read_checkpoint
+from vision_mtl.utils import check_checkpoint_file, read_checkpoint
 
 
 def _strip_prefixes(state_dict: Mapping, revise_keys: list) -> dict:

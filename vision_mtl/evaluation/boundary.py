@@ -20,7 +20,6 @@ import cv2
 import numpy as np
 from mmengine.dist import get_world_size
 
-from vision_mtl.engine.checkpoint import atomic_write_bytes
 from vision_mtl.evaluation import boundary_protocol as protocol
 from vision_mtl.evaluation.task_metrics import (
     TaskMetric,
@@ -33,6 +32,7 @@ from vision_mtl.evaluation.task_metrics import (
 )
 from vision_mtl.paths import output_path
 from vision_mtl.registry import METRICS
+from vision_mtl.utils import atomic_write_bytes
 
 _POOLS: dict[int, ProcessPoolExecutor] = {}
 

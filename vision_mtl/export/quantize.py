@@ -161,7 +161,7 @@ def write_int8_sidecar(
     fp32: Deployment, int8_path: Path, method: str, samples: int, split: str = "train"
 ) -> Path:
     """The fp32 sidecar for ``int8_path``, plus how it was quantized; sealed, written atomically."""
-    from vision_mtl.engine.checkpoint import atomic_write_bytes
+    from vision_mtl.utils import atomic_write_bytes
 
     sidecar = dict(fp32.sidecar, onnx=int8_path.name, onnx_sha256=file_sha256(int8_path))
     sidecar.pop(DIGEST_KEY, None)  # the fp32 digest; sidecar_bytes seals the new content

@@ -89,6 +89,34 @@ def test_predict_crops_to_original_size_and_loss_keys():
     assert (results[1]["pred"]["depth"] >= 0).all()
 
 
+def test_loss_and_auxiliary_loss_weights_are_applied_by_value():
+    """Each task loss is weight × the loss module's value; auxiliary ones also × aux weight."""
+    tasks = dict(semseg=dict(num_classes=7, loss_weight=3.0), depth=dict(loss_weight=0.5))
+    model = MultiTaskModel(
+        backbone=BACKBONE,
+        decoder=dict(type="TaskExpertDecoder", channels=16, num_experts=2),
+        tasks=tasks,
+        aux_loss_weight=0.25,
+        data_preprocessor=dict(type="MultiTaskDataPreprocessor", size_divisor=8),
+    )  # training mode (aux logits); no dropout, so both forwards below give the same logits
+    data = model.data_preprocessor(_batch([(32, 48), (32, 48)]), True)
+    losses = model(**data, mode="loss")
+    logits, decoded = model._logits(data["inputs"])
+    targets = data["targets"]
+    for task, weight in (("semseg", 3.0), ("depth", 0.5)):
+        raw = model.losses[task](logits[task], targets[task])
+        torch.testing.assert_close(losses[f"loss_{task}"], weight * raw)
+    assert decoded.aux_logits, "TaskExpert emits auxiliary logits"
+    for stage, per_task in decoded.aux_logits.items():
+        for task, out in per_task.items():
+            out = torch.nn.functional.interpolate(
+                out, size=(32, 48), mode="bilinear", align_corners=False
+            )
+            raw = model.losses[task](out, targets[task])
+            weight = 0.25 * tasks[task]["loss_weight"]
+            torch.testing.assert_close(losses[f"loss_{task}_{stage}"], weight * raw)
+
+
 def test_missing_targets_and_bad_mode():
     model = make_model(dict(depth={}))
     with pytest.raises(KeyError, match="depth"):

@@ -28,6 +28,25 @@ def test_unknown_type_names_registry_and_close_matches():
         DATASETS.build(dict(type="SynthSceneDataset"))
 
 
+def test_registry_keeps_mmengines_contract():
+    # `in` and `get` answer, they do not raise (mmengine, mmseg and user code rely on it).
+    assert "MultiTaskModel" in MODELS and "NoSuchModel" not in MODELS
+    assert MODELS.get("NoSuchModel") is None
+    assert "SynthScenesDataset" in DATASETS and "vision_mtl.NoSuchDataset" not in DATASETS
+
+
+def test_a_typo_in_the_model_type_is_explained_when_a_runner_builds_it(tiny_cfg):
+    from vision_mtl.apis import build_train_runner
+
+    tiny_cfg.model.type = "MultiTaskModl"
+    with pytest.raises(KeyError, match=r"'MultiTaskModl'.*Did you mean 'MultiTaskModel'"):
+        build_train_runner(tiny_cfg)
+    tiny_cfg.model.type = "MultiTaskModel"
+    tiny_cfg.model.decoder.type = "BaselinDecoder"
+    with pytest.raises(KeyError, match=r"'BaselinDecoder'.*Did you mean 'BaselineDecoder'"):
+        build_train_runner(tiny_cfg)
+
+
 def test_every_task_spec_is_complete():
     assert {"semseg", "depth", "normals", "edge", "saliency", "human_parts", "disparity"} <= set(
         TASKS

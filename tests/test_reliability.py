@@ -98,6 +98,21 @@ def test_kill_during_save_with_max_keep_one_leaves_a_checkpoint(tmp_path, capfd,
     assert "partial file left by an interrupted save" in out.out + out.err
 
 
+def test_retention_continues_across_a_resume(trained, tmp_path):
+    """The kept-checkpoint window is restored on resume: old files go, only the last two stay."""
+    config, work = trained
+    copy = tmp_path / "work"
+    shutil.copytree(work, copy)
+    assert sorted(p.name for p in copy.glob("iter_*.pth")) == ["iter_2.pth", "iter_4.pth"]
+    cfg = load_config(config, {"train_cfg.max_iters": 8, "train_cfg.val_interval": 8}, str(copy))
+    build_train_runner(cfg, resume=True).train()
+    assert sorted(p.name for p in copy.glob("iter_*.pth")) == ["iter_6.pth", "iter_8.pth"]
+    assert read_checkpoint(copy / "iter_8.pth")["message_hub"]["runtime_info"]["keep_ckpt_ids"] == [
+        6,
+        8,
+    ]
+
+
 # ---------------------------------------------------------------- 2. one training per work dir
 def test_second_training_in_a_work_dir_is_refused_and_a_dead_holders_lock_taken_over(
     trained, tmp_path, caplog

@@ -12,9 +12,9 @@ from mmengine.config import DictAction
 from mmengine.dist import is_main_process
 
 from vision_mtl.apis import build_test_runner, load_config, write_json
-from vision_mtl.compress.pruning import configure_pruned
 from vision_mtl.evaluation import format_metrics_table
 from vision_mtl.evaluation.trivial import evaluate_config_trivial
+from vision_mtl.models.builder import configure_pruned
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

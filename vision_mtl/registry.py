@@ -23,24 +23,31 @@ SCOPE = "vision_mtl"
 
 
 class VisionMTLRegistry(Registry):
-    """A registry whose failed look-ups say where they looked and what was meant.
+    """A registry whose failed builds say where they looked and what was meant.
 
     mmengine's own message ("X is not in the model registry") neither lists what is there nor
-    guesses the typo; users of large registries ask for both.
+    guesses the typo; users of large registries ask for both. ``get`` and ``in`` keep mmengine's
+    contract (``None`` / ``False`` for an unknown name); the message is raised where a build
+    fails.
     """
 
-    def get(self, key: str) -> Any:
-        found = super().get(key)
-        if found is None and isinstance(key, str):
-            name = key.split(".")[-1]
-            known = sorted(self._all_names())
-            close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
-            hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-            raise KeyError(
-                f"type={key!r} is not registered in the vision_mtl {self.name!r} registry "
-                f"(scope {self.scope!r}).{hint} Registered names: {', '.join(known)}"
-            )
-        return found
+    def build(self, cfg: dict, *args, **kwargs) -> Any:
+        """mmengine's build, with an unknown ``type`` reported with the closest registered names."""
+        kind = cfg.get("type") if hasattr(cfg, "get") else None
+        if isinstance(kind, str) and self.get(kind) is None:
+            raise KeyError(self.unknown_type_message(kind))
+        return super().build(cfg, *args, **kwargs)
+
+    def unknown_type_message(self, key: str) -> str:
+        """What to tell a user whose config names ``type=key``, which is not registered."""
+        name = key.split(".")[-1]
+        known = sorted(self._all_names())
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        return (
+            f"type={key!r} is not registered in the vision_mtl {self.name!r} registry "
+            f"(scope {self.scope!r}).{hint} Registered names: {', '.join(known)}"
+        )
 
     def _all_names(self) -> set[str]:
         self.import_from_location()

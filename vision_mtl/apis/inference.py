@@ -19,11 +19,11 @@ from mmengine.dataset import Compose
 from mmengine.registry import DefaultScope
 from mmengine.runner import load_checkpoint
 
-from vision_mtl.compress.pruning import configure_pruned
 from vision_mtl.datasets.transforms import PackMultiTaskInputs, multitask_collate
 from vision_mtl.engine import register_all_modules
 from vision_mtl.engine.runner import check_checkpoint_fits
-from vision_mtl.registry import MODELS, SCOPE
+from vision_mtl.models.builder import build_model, configure_pruned
+from vision_mtl.registry import SCOPE
 from vision_mtl.utils import read_checkpoint, resolve_checkpoint
 
 
@@ -54,8 +54,7 @@ def init_model(
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     configure_pruned(cfg, checkpoint)  # a pruned checkpoint: build its architecture
-    with DefaultScope.overwrite_default_scope(SCOPE):
-        model = MODELS.build(cfg.model)
+    model = build_model(cfg.model)
     model.cfg = cfg
     model.dataset_meta = {}
     if checkpoint is not None:

@@ -427,24 +427,3 @@ def apply_record(model: nn.Module, record: dict) -> nn.Module:
     if wrong:
         raise PruningError(f"rebuilt layers differ from the record: {wrong[:5]}")
     return model
-
-
-def checkpoint_record(checkpoint: str) -> dict | None:
-    """The pruning record in a checkpoint's ``meta`` (``None`` for an unpruned checkpoint)."""
-    from vision_mtl.utils import read_checkpoint
-
-    # mmap: only the meta is needed; the tensors are not read (a ViT-L checkpoint is 1.2 GB)
-    meta = read_checkpoint(checkpoint, mmap=True).get("meta")
-    return (meta or {}).get("pruning")
-
-
-def configure_pruned(cfg, checkpoint: str | None) -> dict | None:
-    """Set ``cfg.model.pruning`` from a pruned checkpoint so the config builds its architecture."""
-    if checkpoint is None:
-        return None
-    from vision_mtl.utils import resolve_checkpoint
-
-    record = checkpoint_record(resolve_checkpoint(checkpoint))
-    if record is not None:
-        cfg.model.pruning = record
-    return record

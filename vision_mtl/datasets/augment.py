@@ -125,7 +125,8 @@ class MultiTaskAugment:
             if labels is None or self.cat_max_ratio >= 1.0:
                 break
             window = labels[top : top + ch, left : left + cw]
-            counts = np.bincount(window[window != 255].ravel().astype(np.int64))
+            labelled = window[window != get_task("semseg").ignore_value]
+            counts = np.bincount(labelled.ravel().astype(np.int64))
             counts = counts[counts > 0]
             if len(counts) > 1 and counts.max() / counts.sum() < self.cat_max_ratio:
                 break

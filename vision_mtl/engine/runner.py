@@ -94,6 +94,12 @@ class VisionMTLRunner(Runner):
 
     strict_load: bool = True
 
+    def build_model(self, model):
+        """Build through :func:`vision_mtl.models.builder.build_model` (pruning records applied)."""
+        from vision_mtl.models.builder import build_model
+
+        return build_model(model)
+
     def load_checkpoint(
         self,
         filename: str,

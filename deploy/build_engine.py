@@ -26,9 +26,9 @@ from trt_runtime import (  # noqa: E402
     tensorrt_unavailable,
 )
 
-from vision_mtl.export import check_graph, format_problems, load_deployment  # noqa: E402
-from vision_mtl.export.runtime import Deployment, DeploymentError  # noqa: E402
+from vision_mtl.export.tensorrt_check import check_graph, format_problems  # noqa: E402
 from vision_mtl.export.validate import int_at_least, load_onnx  # noqa: E402
+from vision_mtl.runtime import Deployment, DeploymentError, load_deployment  # noqa: E402
 from vision_mtl.utils import atomic_write_bytes  # noqa: E402
 
 

@@ -4,7 +4,8 @@
 
 MODEL is the export's ``.onnx`` file, its ``.json`` sidecar or its directory (``ort``), or a
 ``.plan`` engine from build_engine.py (``trt``). Pre- and post-processing are the training
-ones (:mod:`vision_mtl.export.runtime`). For each image and task it writes
+ones, as the sidecar records them (:mod:`vision_mtl.runtime`: numpy, OpenCV and onnxruntime or
+TensorRT; neither torch nor mmengine is imported). For each image and task it writes
 ``DIR/<image stem>_<task>.npy`` (the prediction at the image's size: class ids, probabilities,
 metres, or H×W×3 unit normals) and ``DIR/<image stem>_<task>.png`` (painted as in training
 pictures). The stem is the image's file name without its last suffix.
@@ -25,15 +26,18 @@ import sys
 import tempfile
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from vision_mtl.apis.inference import read_image  # noqa: E402
-from vision_mtl.export import OrtRunner, load_deployment  # noqa: E402
-from vision_mtl.export.validate import DeploymentError, is_plain_file_name  # noqa: E402
-from vision_mtl.tasks import get_task  # noqa: E402
+from vision_mtl.runtime import (  # noqa: E402
+    DeploymentError,
+    OrtRunner,
+    colorize,
+    load_deployment,
+    read_image,
+)
+from vision_mtl.runtime.sidecar import is_plain_file_name  # noqa: E402
 from vision_mtl.utils import atomic_write_bytes  # noqa: E402
 
 SUFFIXES = (".npy", ".png")
@@ -124,6 +128,8 @@ def _npy_bytes(array: np.ndarray) -> bytes:
 
 
 def _png_bytes(rgb: np.ndarray, name: str) -> bytes:
+    import cv2
+
     ok, data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     if not ok:
         raise RuntimeError(f"could not encode {name}")
@@ -144,6 +150,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, np.ndarray]]:
     except DeploymentError as err:
         raise SystemExit(str(err)) from None
     classes = deployment.sidecar.get("num_classes", {})
+    rules = deployment.rules  # each prediction is painted as its decoding rule's kind
     out.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=".infer-", dir=out))  # moved into place at the end
     results = {}
@@ -155,7 +162,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, np.ndarray]]:
                 value = prediction[task]
                 atomic_write_bytes(_npy_bytes(value), stage / next(names))
                 png = next(names)
-                painted = get_task(task).colorize(value, classes.get(task))
+                painted = colorize(rules[task].colormap, value, classes.get(task))
                 atomic_write_bytes(_png_bytes(painted, png), stage / png)
             results[Path(path).stem] = prediction
         for names in plan.values():

@@ -3,12 +3,14 @@
 An engine built by ``deploy/build_engine.py`` gets a sidecar ``<engine>.json``: the ONNX
 sidecar plus an ``engine`` section (TensorRT version, precision, optimization profile, the
 SHA-256 of the engine file and of the ONNX file it came from), sealed with the digest of its
-own content (:mod:`vision_mtl.export.validate`). :func:`load_engine_deployment` refuses, before
+own content (:mod:`vision_mtl.runtime.sidecar`). :func:`load_engine_deployment` refuses, before
 TensorRT deserializes anything, an edited or unsealed sidecar and an engine whose checksum
 differs from its sidecar's.
 
-Buffers are torch CUDA tensors (Jetson images ship NVIDIA's torch build), so no pycuda is needed.
-Both TensorRT 8.6 (bindings) and 10.x (named tensors) execution APIs are supported.
+Device buffers come from torch where it is installed (NVIDIA's torch build on JetPack) and from
+the CUDA runtime library through ctypes where it is not (:mod:`cuda_buffers`), so a device with
+numpy and TensorRT alone runs engines; no pycuda is needed. Both TensorRT 8.6 (bindings) and
+10.x (named tensors) execution APIs are supported.
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ import os
 from pathlib import Path
 
 import numpy as np
+from cuda_buffers import cuda_unavailable, make_buffers
 
-from vision_mtl.export.runtime import Deployment
-from vision_mtl.export.validate import (
+from vision_mtl.runtime import Deployment
+from vision_mtl.runtime.sidecar import (
     DIGEST_KEY,
     SIDECAR_FORMAT,
     DeploymentError,
+    check_outputs,
     check_sidecar_digest,
     file_sha256,
     read_json,
@@ -38,11 +42,7 @@ def tensorrt_unavailable() -> str | None:
         import tensorrt  # noqa: F401
     except ImportError:
         return "the tensorrt Python package is not installed (it ships with JetPack/TensorRT)"
-    import torch
-
-    if not torch.cuda.is_available():
-        return "no CUDA device is available"
-    return None
+    return cuda_unavailable()
 
 
 def engine_sidecar_path(engine_path: str | os.PathLike) -> Path:
@@ -98,6 +98,7 @@ def load_engine_deployment(engine_path: str | os.PathLike) -> Deployment:
     for key in ("input", "outputs"):
         if key not in sidecar:
             raise DeploymentError(f"engine sidecar {str(sidecar_path)!r} lacks key {key!r}")
+    check_outputs(sidecar, sidecar_path, REBUILD)
     if file_sha256(engine_path) != engine["sha256"]:
         raise DeploymentError(
             f"{str(engine_path)!r} does not match its sidecar {str(sidecar_path)!r}: the engine "
@@ -114,9 +115,7 @@ class TrtRunner:
         if reason:
             raise RuntimeError(f"cannot run a TensorRT engine: {reason}")
         import tensorrt as trt
-        import torch
 
-        self.torch = torch
         self.deployment = load_engine_deployment(engine_path)
         logger = trt.Logger(trt.Logger.WARNING)
         runtime = trt.Runtime(logger)
@@ -125,35 +124,35 @@ class TrtRunner:
             raise DeploymentError(f"TensorRT could not deserialize {str(engine_path)!r}")
         self.context = self.engine.create_execution_context()
         self.named = hasattr(self.engine, "num_io_tensors")  # TensorRT >= 8.5 / 10
-        self.stream = torch.cuda.Stream()
+        self.buffers = make_buffers()
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        torch = self.torch
+        """Raw outputs for a preprocessed batch, keyed by task."""
+        buffers = self.buffers
         name = self.deployment.sidecar["input"]["name"]
-        image = torch.from_numpy(np.ascontiguousarray(batch, np.float32)).cuda()
-        outputs = {}
+        batch = np.ascontiguousarray(batch, np.float32)
+        image = buffers.to_device(name, batch)
         if self.named:
-            self.context.set_input_shape(name, tuple(image.shape))
-            self.context.set_tensor_address(name, image.data_ptr())
+            self.context.set_input_shape(name, tuple(batch.shape))
+            self.context.set_tensor_address(name, image)
             for task in self.deployment.tasks:
                 shape = tuple(self.context.get_tensor_shape(task))
-                outputs[task] = torch.empty(shape, dtype=torch.float32, device="cuda")
-                self.context.set_tensor_address(task, outputs[task].data_ptr())
-            self.context.execute_async_v3(self.stream.cuda_stream)
+                self.context.set_tensor_address(task, buffers.output(task, shape))
+            self.context.execute_async_v3(buffers.stream)
         else:
             bindings = [0] * self.engine.num_bindings
             index = self.engine.get_binding_index(name)
-            self.context.set_binding_shape(index, tuple(image.shape))
-            bindings[index] = image.data_ptr()
+            self.context.set_binding_shape(index, tuple(batch.shape))
+            bindings[index] = image
             for task in self.deployment.tasks:
                 index = self.engine.get_binding_index(task)
                 shape = tuple(self.context.get_binding_shape(index))
-                outputs[task] = torch.empty(shape, dtype=torch.float32, device="cuda")
-                bindings[index] = outputs[task].data_ptr()
-            self.context.execute_async_v2(bindings, self.stream.cuda_stream)
-        self.stream.synchronize()
-        return {task: value.cpu().numpy() for task, value in outputs.items()}
+                bindings[index] = buffers.output(task, shape)
+            self.context.execute_async_v2(bindings, buffers.stream)
+        buffers.synchronize()
+        return {task: buffers.to_host(task) for task in self.deployment.tasks}
 
     def predict(self, images: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
+        """Predictions per image, as :func:`vision_mtl.apis.inference` returns them."""
         batch, sizes = self.deployment.preprocess(images)
         return self.deployment.postprocess(self.run(batch), sizes)

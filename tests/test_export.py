@@ -31,10 +31,10 @@ from vision_mtl.tasks import TASKS
 sys.path.insert(0, str(ROOT / "deploy"))
 from trt_runtime import tensorrt_unavailable  # noqa: E402
 
-QUICKSTART = "configs/quickstart/baseline_efficientvit-b1_8xb-800_synthscenes-nyud-96x128.py"
+QUICKSTART = "configs/quickstart/baseline_efficientvit-b1_1xb8-800_synthscenes-nyud-96x128.py"
 DECODER_CONFIGS = [
-    "configs/taskexpert/taskexpert_efficientvit-b1_8xb-800_synthscenes-nyud-96x128.py",
-    "configs/invpt/invpt_efficientvit-b1_8xb-800_synthscenes-nyud-96x128.py",
+    "configs/taskexpert/taskexpert_efficientvit-b1_1xb8-800_synthscenes-nyud-96x128.py",
+    "configs/invpt/invpt_efficientvit-b1_1xb8-800_synthscenes-nyud-96x128.py",
 ]
 TRT_REASON = tensorrt_unavailable()
 

@@ -33,7 +33,7 @@ from trt_runtime import (  # noqa: E402
 )
 
 SINGLE_TASK = (
-    "configs/single_task/baseline-semseg_efficientvit-b1_8xb-800_synthscenes-nyud-96x128.py"
+    "configs/single_task/baseline-semseg_efficientvit-b1_1xb8-800_synthscenes-nyud-96x128.py"
 )
 
 

@@ -21,14 +21,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import torch
-import torch.nn.functional as F
+
+# colorize_depth and make_palette live in the runtime; they are importable from here as before.
+from vision_mtl.runtime.colorize import colorize
+from vision_mtl.runtime.colorize import colorize_depth as colorize_depth
+from vision_mtl.runtime.colorize import make_palette as make_palette
+from vision_mtl.runtime.decode import DecodeName, decode_array, decode_tensor
+
+if TYPE_CHECKING:
+    import torch
 
 TargetKind = Literal["label", "map"]
-Decode = Literal["argmax", "softmax_fg", "sigmoid", "relu", "unit"]
+Decode = DecodeName  # the rules of vision_mtl.runtime.decode.DECODE_RULES
 Trivial = Literal["majority", "mean", "unit_mean", "zeros"]
 
 
@@ -90,31 +97,16 @@ class TaskSpec:
         return int(num_classes)
 
     def decode_logits(self, logits: torch.Tensor) -> torch.Tensor:
-        """Turn raw head outputs (B×C×H×W) into predictions (see module docstring)."""
-        if self.decode == "argmax":
-            return logits.argmax(dim=1)
-        if self.decode == "softmax_fg":
-            return logits.softmax(dim=1)[:, 1]
-        if self.decode == "sigmoid":
-            return logits[:, 0].sigmoid()
-        if self.decode == "relu":
-            return logits[:, 0].clamp(min=0)
-        return F.normalize(logits, dim=1)
+        """Turn raw head outputs (B×C×H×W) into predictions (see module docstring).
+
+        The rule :attr:`decode` is defined once, in :data:`vision_mtl.runtime.decode.DECODE_RULES`;
+        this is its torch interpreter, :meth:`decode_array` its NumPy one.
+        """
+        return decode_tensor(self.decode, logits)
 
     def decode_array(self, logits: np.ndarray) -> np.ndarray:
         """:meth:`decode_logits` in NumPy, for runtimes without torch (ONNX Runtime, TensorRT)."""
-        logits = np.asarray(logits, dtype=np.float32)
-        if self.decode == "argmax":
-            return logits.argmax(axis=1)
-        if self.decode == "softmax_fg":
-            shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-            return (shifted[:, 1] / shifted.sum(axis=1)).astype(np.float32)
-        if self.decode == "sigmoid":
-            return (0.5 * (1.0 + np.tanh(0.5 * logits[:, 0]))).astype(np.float32)
-        if self.decode == "relu":
-            return np.maximum(logits[:, 0], 0.0)
-        norm = np.sqrt((logits**2).sum(axis=1, keepdims=True))
-        return (logits / np.maximum(norm, 1e-12)).astype(np.float32)
+        return decode_array(self.decode, logits)
 
     def valid_mask(self, target: torch.Tensor) -> torch.Tensor:
         """Pixels of a target (B×H×W labels or B×C×H×W maps) that carry ground truth."""
@@ -132,50 +124,7 @@ class TaskSpec:
             num_classes: palette size for label tasks (keeps colours stable across images).
             vmax: value painted at the top of the depth colormap (defaults to the map's max).
         """
-        value = np.asarray(value)
-        if self.colormap == "palette":
-            palette = make_palette(max(num_classes or 0, int(value.max(initial=0)) + 1))
-            out = np.zeros((*value.shape, 3), np.uint8)
-            valid = value != self.ignore_value
-            out[valid] = palette[value[valid].astype(np.int64)]
-            return out
-        if self.colormap == "normals":
-            normals = value.transpose(1, 2, 0) if value.shape[0] == 3 else value
-            return ((np.clip(normals, -1, 1) + 1) * 127.5).astype(np.uint8)
-        if self.colormap == "depth":
-            return colorize_depth(value, vmax)
-        return (
-            (np.clip(value.astype(np.float32), 0, 1) * 255)
-            .astype(np.uint8)[..., None]
-            .repeat(3, axis=2)
-        )
-
-
-def make_palette(num: int) -> np.ndarray:
-    """The PASCAL VOC bit-interleaved palette: distinct, stable colours for class ids."""
-    palette = np.zeros((max(num, 1), 3), np.uint8)
-    for label in range(len(palette)):
-        c, shift = label, 7
-        while c:
-            for channel in range(3):
-                palette[label, channel] |= ((c >> channel) & 1) << shift
-            c >>= 3
-            shift -= 1
-    return palette
-
-
-def colorize_depth(depth: np.ndarray, depth_max: float | None = None) -> np.ndarray:
-    """Map depth (metres, 0 = invalid) through a perceptual colormap; invalid pixels are black."""
-    import cv2
-
-    depth = np.asarray(depth, np.float32)
-    valid = depth > 0
-    top = depth_max or (float(depth[valid].max()) if valid.any() else 1.0)
-    scaled = np.clip(depth / max(top, 1e-6), 0, 1)
-    rgb = cv2.applyColorMap((scaled * 255).astype(np.uint8), cv2.COLORMAP_TURBO)[..., ::-1]
-    rgb = rgb.copy()
-    rgb[~valid] = 0
-    return rgb
+        return colorize(self.colormap, value, num_classes, vmax, self.ignore_value)
 
 
 _CE = dict(type="CrossEntropyLoss", ignore_index=255)

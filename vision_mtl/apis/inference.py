@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from mmengine.config import Config
@@ -24,6 +23,7 @@ from vision_mtl.engine import register_all_modules
 from vision_mtl.engine.runner import check_checkpoint_fits
 from vision_mtl.models.builder import build_model, configure_pruned
 from vision_mtl.registry import SCOPE
+from vision_mtl.runtime.preprocess import read_image
 from vision_mtl.utils import read_checkpoint, resolve_checkpoint
 
 
@@ -64,14 +64,6 @@ def init_model(
         ckpt = load_checkpoint(model, path, map_location="cpu", strict=strict)
         model.dataset_meta = dict(ckpt.get("meta", {}).get("dataset_meta") or {})
     return model.to(device or default_device()).eval()
-
-
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as H×W×3 uint8 RGB, with an error naming the file if it cannot."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise FileNotFoundError(f"cannot read an image from {str(path)!r}")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def _test_pipeline(model: torch.nn.Module) -> Compose:

@@ -1,13 +1,9 @@
 """Checks on what users give the export and deploy tools: sidecars, file names, graphs, counts.
 
-A sidecar records the SHA-256 of its ONNX file (``onnx_sha256``) and, since the pre- and
-post-processing it describes (mean, std, canvas, decoding) change predictions as much as the
-graph does, a digest of its own content: ``sidecar_sha256``, the SHA-256 of the canonical JSON
-(sorted keys, no whitespace) of every other field. The digest is written by export, quantization
-and ``deploy/build_engine.py`` (:func:`seal_sidecar`) and checked wherever a sidecar is read
-(:func:`check_sidecar_digest`), so an edited sidecar, or one written before the digest existed,
-is refused instead of silently changing predictions. The digest catches edits and corruption;
-it is not a signature (whoever may write the sidecar can also recompute it).
+The sidecar checks (format, digest, checksums, safe names, outputs) are the edge runtime's,
+:mod:`vision_mtl.runtime.sidecar`, re-exported here under the names the export tools have always
+used. What is left here needs the ``onnx`` package (:func:`load_onnx`, imported when called) or
+is for command lines (:func:`int_at_least`).
 
 This module needs neither torch nor onnxruntime at import time (``deploy/`` uses it).
 """
@@ -15,101 +11,39 @@ This module needs neither torch nor onnxruntime at import time (``deploy/`` uses
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import os
-from pathlib import Path
 
-SIDECAR_FORMAT = "vision_mtl.deploy/1"
-DIGEST_KEY = "sidecar_sha256"
+from vision_mtl.runtime.sidecar import (
+    DIGEST_KEY,
+    SIDECAR_FORMAT,
+    DeploymentError,
+    check_outputs,
+    check_sidecar_digest,
+    file_sha256,
+    invalid_onnx_message,
+    is_plain_file_name,
+    read_json,
+    seal_sidecar,
+    sidecar_bytes,
+    sidecar_digest,
+)
 
-
-class DeploymentError(ValueError):
-    """An exported model, engine or sidecar that cannot be used as it is."""
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """The SHA-256 of a file's bytes, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def sidecar_digest(sidecar: dict) -> str:
-    """SHA-256 of the canonical JSON of every sidecar field except the digest itself.
-
-    Canonical: sorted keys, no whitespace, ASCII; so re-indenting the file does not change it,
-    while any edited value (a mean, a class count, a task name) does.
-    """
-    fields = {k: v for k, v in sidecar.items() if k != DIGEST_KEY}
-    text = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def seal_sidecar(sidecar: dict) -> dict:
-    """A copy of ``sidecar`` with its digest (recomputed: a stale one is replaced)."""
-    sealed = {k: v for k, v in sidecar.items() if k != DIGEST_KEY}
-    sealed[DIGEST_KEY] = sidecar_digest(sealed)
-    return sealed
-
-
-def sidecar_bytes(sidecar: dict) -> bytes:
-    """The file content of a sealed sidecar: indented JSON, digest included."""
-    return json.dumps(seal_sidecar(sidecar), indent=2).encode()
-
-
-def check_sidecar_digest(
-    sidecar: dict, path: str | os.PathLike, remedy: str, written_by: str = "export"
-) -> None:
-    """Refuse a sidecar whose content differs from what its writer sealed.
-
-    Args:
-        sidecar: the parsed sidecar.
-        path: its file, for the message.
-        remedy: what to do about it, e.g. ``"export the model again"``.
-        written_by: the step that wrote it (``export``, ``the engine build``), for the message.
-
-    Raises:
-        DeploymentError: the digest is missing (an older or hand-written sidecar) or differs.
-    """
-    recorded = sidecar.get(DIGEST_KEY)
-    if not isinstance(recorded, str):
-        raise DeploymentError(
-            f"sidecar {str(path)!r} has no {DIGEST_KEY!r} (it predates sidecar integrity checks "
-            f"or was written by hand), so its pre-processing cannot be trusted; {remedy}"
-        )
-    if recorded != sidecar_digest(sidecar):
-        raise DeploymentError(
-            f"sidecar {str(path)!r} was modified after {written_by} (its content no longer matches "
-            f"its {DIGEST_KEY}); {remedy} instead of editing the sidecar"
-        )
-
-
-def read_json(path: Path, what: str = "sidecar") -> dict:
-    """A JSON object from ``path``, or a :class:`DeploymentError` naming the file."""
-    try:
-        value = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise DeploymentError(f"{what} {str(path)!r} is not valid JSON: {err}") from None
-    except OSError as err:
-        raise DeploymentError(f"cannot read {what} {str(path)!r}: {err.strerror}") from None
-    if not isinstance(value, dict):
-        raise DeploymentError(
-            f"{what} {str(path)!r} holds a JSON {type(value).__name__}, expected an object"
-        )
-    return value
-
-
-def is_plain_file_name(name: object) -> bool:
-    """Whether ``name`` names a file inside a directory: no directory part, not ``.``/``..``."""
-    return (
-        isinstance(name, str)
-        and name not in ("", ".", "..")
-        and not any(c in name for c in ("/", "\\", "\0"))
-        and Path(name).name == name
-    )
+__all__ = [
+    "DIGEST_KEY",
+    "SIDECAR_FORMAT",
+    "DeploymentError",
+    "check_outputs",
+    "check_sidecar_digest",
+    "file_sha256",
+    "int_at_least",
+    "invalid_onnx_message",
+    "is_plain_file_name",
+    "load_onnx",
+    "read_json",
+    "seal_sidecar",
+    "sidecar_bytes",
+    "sidecar_digest",
+]
 
 
 def load_onnx(path: str | os.PathLike, check: bool = True):
@@ -132,20 +66,6 @@ def load_onnx(path: str | os.PathLike, check: bool = True):
     except Exception as err:  # protobuf's DecodeError, onnx's ValidationError, ...
         raise DeploymentError(invalid_onnx_message(path, err)) from None
     return model
-
-
-def invalid_onnx_message(path: str | os.PathLike, err: BaseException) -> str:
-    """One sentence: ``path`` is not a valid, complete ONNX model, with the library's reason."""
-    reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    for prefix in ("[ONNXRuntimeError] : ",):
-        if reason.startswith(prefix):  # "[ONNXRuntimeError] : 7 : INVALID_PROTOBUF : Load ..."
-            reason = reason.split(" : ", 3)[-1]
-    if len(reason) > 200:
-        reason = reason[:200] + "…"
-    return (
-        f"{str(path)!r} is not a valid, complete ONNX model ({reason}); the file is truncated, "
-        "corrupted or not an export: export it again"
-    )
 
 
 def int_at_least(minimum: int):

@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # The versions this project is tested with; local wheels on the dev machines. Jetson users
 # install NVIDIA's torch build instead and skip this pin.
 TORCH_PIN := torch==2.14.1 torchvision==0.29.1
-DEMO_CONFIG := configs/quickstart/baseline_efficientvit-b1_8xb-800_synthscenes-nyud-96x128.py
+DEMO_CONFIG := configs/quickstart/baseline_efficientvit-b1_1xb8-800_synthscenes-nyud-96x128.py
 DEMO_DIR := work_dirs/demo
 
 .PHONY: install demo test lint clean

@@ -1,13 +1,21 @@
-"""Every config under configs/ builds, and its model runs one forward pass on its own data."""
+"""Every config under configs/ builds, and its model runs one forward pass on its own data; the
+configs follow mmseg's naming and inherit from _base_ files only."""
 
 from __future__ import annotations
 
+import ast
+import re
 from pathlib import Path
 
 import pytest
 import torch
 from conftest import ROOT, load_tool
+from mmengine.config import Config
 from mmengine.registry import DefaultScope
+
+# Fake tensors carry shape, dtype and device but no storage: every op checks and propagates them
+# as on CPU without doing the arithmetic (torch.compile and torch.export trace with them).
+from torch._subclasses.fake_tensor import FakeTensorMode
 
 from vision_mtl.apis import init_model, load_config
 from vision_mtl.datasets import multitask_collate
@@ -15,6 +23,24 @@ from vision_mtl.registry import DATASETS, SCOPE
 
 CONFIGS = sorted(p for p in (ROOT / "configs").rglob("*.py") if "_base_" not in p.parts)
 LOADERS = ("train_dataloader", "val_dataloader", "test_dataloader")
+# Old name -> config it stands for: the only configs that inherit a config outside _base_.
+ALIASES = {
+    "quickstart/baseline_efficientvit-b1_8xb-800_synthscenes-nyud-96x128.py": (
+        "quickstart/baseline_efficientvit-b1_1xb8-800_synthscenes-nyud-96x128.py"
+    ),
+}
+# mmseg's {model}_{backbone}_{gpus}xb{batch per GPU}-{schedule}_{dataset}-{size}.py
+NAME = re.compile(
+    r"(?P<model>[a-z0-9-]+)_(?P<backbone>[a-z0-9-]+)_(?P<gpus>\d+)xb(?P<batch>\d+)"
+    r"-(?P<schedule>\d+k?)_(?P<dataset>[a-z-]+)-(?P<size>\d+x\d+)\.py"
+)
+# Parameters above which a model is built on the meta device and run on fake tensors: ViT-B/16,
+# ViT-L/16 and Swin-B at full size take seconds to half a minute per CPU forward pass.
+FULL_SIZE = 20_000_000
+
+
+def config_id(path: Path) -> str:
+    return str(path.relative_to(ROOT / "configs"))
 
 
 @pytest.fixture(scope="session")
@@ -77,32 +103,56 @@ def prepared(path: Path, roots: dict, options: dict | None = None):
     return cfg
 
 
+def meta_model(cfg) -> torch.nn.Module:
+    """The config's model with parameters on the meta device: built in a fraction of a second."""
+    with torch.device("meta"):
+        return init_model(cfg, device="meta")
+
+
+def is_full_size(model: torch.nn.Module) -> bool:
+    return sum(p.numel() for p in model.parameters()) > FULL_SIZE
+
+
 def test_there_are_configs():
     assert CONFIGS
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(ROOT / "configs")))
+@pytest.mark.parametrize("path", CONFIGS, ids=config_id)
 def test_config_builds_and_runs_forward(path: Path, data_roots):
     cfg = prepared(path, data_roots)
-    model = init_model(cfg, device="cpu")
     with DefaultScope.overwrite_default_scope(SCOPE):
         dataset = DATASETS.build(cfg.val_dataloader.dataset)
-    assert set(model.tasks) <= set(dataset.tasks)
     batch = multitask_collate([dataset[0]])
-    with torch.no_grad():
-        result = model(**model.data_preprocessor(batch, False), mode="predict")[0]
+    model = meta_model(cfg)
+    assert set(model.tasks) <= set(dataset.tasks)
+    if is_full_size(model):
+        # The same predict path on fake CPU tensors: shapes are checked end to end, nothing is
+        # computed. .data_preprocessor.to: to_empty does not update the device it moves data to.
+        with FakeTensorMode(allow_non_fake_inputs=True), torch.no_grad():
+            model.to_empty(device="cpu").data_preprocessor.to("cpu")
+            result = model(**model.data_preprocessor(batch, False), mode="predict")[0]
+    else:
+        model = init_model(cfg, device="cpu")
+        with torch.no_grad():
+            result = model(**model.data_preprocessor(batch, False), mode="predict")[0]
     assert set(result["pred"]) == set(model.tasks)
     h, w = batch["meta"][0]["ori_shape"]
     assert all(v.shape[-2:] == (h, w) for v in result["pred"].values())
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(ROOT / "configs")))
-def test_config_builds_a_runner_with_its_loops(path: Path, tmp_path, data_roots):
+@pytest.mark.parametrize("path", CONFIGS, ids=config_id)
+def test_config_builds_a_runner_with_its_loops(path: Path, tmp_path, data_roots, monkeypatch):
     """Everything the Runner builds lazily: loops, dataloaders, evaluators, optimizer, schedules."""
     from mmengine.runner import Runner
 
     cfg = prepared(path, data_roots)
     cfg.work_dir = str(tmp_path)
+    model = meta_model(cfg)
+    if is_full_size(model):
+        # None of this reads weight values, so a full-size model gets uninitialised CPU storage:
+        # initialising ViT-L/16's 300M parameters alone takes seconds.
+        model.to_empty(device="cpu")
+        monkeypatch.setattr(Runner, "build_model", lambda self, _: model)
     runner = Runner.from_cfg(cfg)
     loop = runner.build_train_loop(cfg.train_cfg)
     assert loop.max_iters == cfg.train_cfg.max_iters
@@ -116,3 +166,54 @@ def test_print_config_resolves_bases(capsys):
     load_tool("print_config").main([str(CONFIGS[0]), "--cfg-options", "train_cfg.max_iters=7"])
     text = capsys.readouterr().out
     assert "max_iters=7" in text and "_base_" not in text
+
+
+def test_config_names_follow_mmseg():
+    """{model}_{backbone}_{gpus}xb{batch}-{schedule}_{dataset}-{size}, read against the config."""
+    wrong = []
+    for path in CONFIGS:
+        if config_id(path) in ALIASES:
+            continue
+        match = NAME.fullmatch(path.name)
+        if match is None:
+            wrong.append(f"{config_id(path)}: not {NAME.pattern}")
+            continue
+        cfg = Config.fromfile(str(path))
+        iters = cfg.train_cfg.max_iters
+        schedule = f"{iters // 1000}k" if iters % 1000 == 0 else str(iters)
+        train = cfg.train_dataloader.dataset
+        size = train.get("image_size") or train.pipeline[0].crop_size
+        named = (int(match["batch"]), match["schedule"], match["size"])
+        actual = (cfg.train_dataloader.batch_size, schedule, "x".join(map(str, size)))
+        if named != actual:
+            wrong.append(f"{config_id(path)}: named (batch, schedule, size) {named}, is {actual}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_configs_inherit_from_base_files_only():
+    """One level below _base_: a config names model, dataset, schedule (and runtime) bases and only
+    what differs, never another config (the old-name aliases excepted)."""
+    wrong = []
+    for path in CONFIGS:
+        assign = next(
+            node
+            for node in ast.parse(path.read_text()).body
+            if isinstance(node, ast.Assign)
+            and isinstance(node.targets[0], ast.Name)
+            and node.targets[0].id == "_base_"
+        )
+        bases = ast.literal_eval(assign.value)
+        bases = [bases] if isinstance(bases, str) else bases
+        outside = [b for b in bases if "_base_" not in (path.parent / b).resolve().parts]
+        if config_id(path) in ALIASES:
+            assert outside == [f"./{Path(ALIASES[config_id(path)]).name}"], path
+        elif outside:
+            wrong.append(f"{config_id(path)} inherits {outside}")
+    assert not wrong, "\n".join(wrong)
+
+
+@pytest.mark.parametrize("alias", sorted(ALIASES))
+def test_alias_is_the_config_it_names(alias):
+    configs = ROOT / "configs"
+    old = Config.fromfile(str(configs / alias)).to_dict()
+    assert old == Config.fromfile(str(configs / ALIASES[alias])).to_dict()

@@ -55,8 +55,8 @@ def test_decoder_on_a_real_backbone(decoder_name, kind, tasks):
 @pytest.mark.parametrize(
     "config",
     [
-        "configs/taskexpert/taskexpert_efficientvit-b1_8xb-800_synthscenes-nyud-96x128.py",
-        "configs/invpt/invpt_efficientvit-b1_8xb-800_synthscenes-nyud-96x128.py",
+        "configs/taskexpert/taskexpert_efficientvit-b1_1xb8-800_synthscenes-nyud-96x128.py",
+        "configs/invpt/invpt_efficientvit-b1_1xb8-800_synthscenes-nyud-96x128.py",
     ],
 )
 def test_tiny_decoder_config_trains_with_intermediate_losses(config, tmp_path):

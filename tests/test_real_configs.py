@@ -22,14 +22,14 @@ TINY_VIT = dict(
     "name, keys",
     [
         (
-            "baseline_vit-b16_2xb-40k_nyud-448x576.py",
+            "baseline_vit-b16_2xb2-40k_nyud-448x576.py",
             ("depth/rmse", "edge/odsF_approx", "multitask/delta_m_approx"),
         ),
         (
-            "baseline_vit-b16_2xb-40k_pascal-512x512.py",
+            "baseline_vit-b16_2xb2-40k_pascal-512x512.py",
             ("saliency/maxF", "edge/odsF_approx", "multitask/delta_m_approx"),
         ),
-        ("baseline_vit-b16_2xb-40k_cityscapes-512x1024.py", ("semseg/mIoU", "disparity/rmse")),
+        ("baseline_vit-b16_2xb2-40k_cityscapes-512x1024.py", ("semseg/mIoU", "disparity/rmse")),
     ],
 )
 def test_real_dataset_config_trains_and_evaluates(name, keys, data_roots, tmp_path):  # noqa: F811
@@ -57,7 +57,7 @@ def test_browse_dataset_draws_augmented_samples(data_roots, tmp_path):  # noqa: 
     import cv2
     from conftest import load_tool
 
-    config = ROOT / "configs/baseline/baseline_vit-b16_2xb-40k_nyud-448x576.py"
+    config = ROOT / "configs/baseline/baseline_vit-b16_2xb2-40k_nyud-448x576.py"
     root = data_roots["NYUDv2Dataset"]
     paths = load_tool("browse_dataset").main(
         [str(config), "--out", str(tmp_path / "browse"), "--num", "2", "--cfg-options",

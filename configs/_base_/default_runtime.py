@@ -1,14 +1,7 @@
-# Runtime settings shared by every config: hooks, logging, checkpoints, environment.
+# Runtime settings shared by every config: hooks, logging, environment. The default hooks
+# (checkpoint and logging intervals) come with each schedule, as in mmseg.
 default_scope = "vision_mtl"
 
-default_hooks = dict(
-    timer=dict(type="IterTimerHook"),
-    logger=dict(type="LoggerHook", interval=50, log_metric_by_epoch=False),
-    param_scheduler=dict(type="ParamSchedulerHook"),
-    # Checkpoints and the last_checkpoint pointer are written to a temp file, then renamed.
-    checkpoint=dict(type="AtomicCheckpointHook", by_epoch=False, interval=1000, max_keep_ckpts=2),
-    sampler_seed=dict(type="DistSamplerSeedHook"),
-)
 custom_hooks = [dict(type="TaskCheckHook"), dict(type="ProgressBarHook")]
 
 env_cfg = dict(

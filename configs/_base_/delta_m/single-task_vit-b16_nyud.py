@@ -4,3 +4,11 @@
 # them as published figures, not as something this repository reproduced. Replace them with your
 # own single-task runs for a like-for-like Δm.
 single_task_baselines = dict(semseg=51.15, depth=0.5792, normals=19.77, edge=77.35)
+# What these figures are for: Δm is only meaningful against single-task models of the same
+# backbone, dataset and task set. tests/test_config_baselines.py checks every config that uses
+# them against its own model and data.
+baselines_meta = dict(
+    backbone="vit_base_patch16_384",
+    dataset="NYUDv2Dataset",
+    tasks=["semseg", "depth", "normals", "edge"],
+)

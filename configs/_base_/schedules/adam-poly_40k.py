@@ -9,3 +9,12 @@ param_scheduler = [dict(type="PolyLR", eta_min=0.0, power=0.9, by_epoch=False, b
 train_cfg = dict(type="IterBasedTrainLoop", max_iters=40000, val_interval=4000)
 val_cfg = dict(type="ValLoop")
 test_cfg = dict(type="TestLoop")
+default_hooks = dict(
+    timer=dict(type="IterTimerHook"),
+    logger=dict(type="LoggerHook", interval=50, log_metric_by_epoch=False),
+    param_scheduler=dict(type="ParamSchedulerHook"),
+    # A checkpoint at every validation. Checkpoints and the last_checkpoint pointer are written
+    # to a temp file, then renamed.
+    checkpoint=dict(type="AtomicCheckpointHook", by_epoch=False, interval=4000, max_keep_ckpts=2),
+    sampler_seed=dict(type="DistSamplerSeedHook"),
+)

@@ -12,3 +12,12 @@ param_scheduler = [
 train_cfg = dict(type="IterBasedTrainLoop", max_iters=800, val_interval=800)
 val_cfg = dict(type="ValLoop")
 test_cfg = dict(type="TestLoop")
+default_hooks = dict(
+    timer=dict(type="IterTimerHook"),
+    logger=dict(type="LoggerHook", interval=100, log_metric_by_epoch=False),
+    param_scheduler=dict(type="ParamSchedulerHook"),
+    # A checkpoint halfway, to resume from. Checkpoints and the last_checkpoint pointer are
+    # written to a temp file, then renamed.
+    checkpoint=dict(type="AtomicCheckpointHook", by_epoch=False, interval=400, max_keep_ckpts=2),
+    sampler_seed=dict(type="DistSamplerSeedHook"),
+)

@@ -1,11 +1,23 @@
 # The quickstart recipe with the InvPT-style cross-task attention decoder in place of the baseline
 # decoder, scaled down (preliminary width 64, stages 96/64/32) and with InvPT's linear heads.
 # Part of the README's SynthScenes decoder comparison (same backbone, schedule, seed).
-_base_ = ["../quickstart/baseline_efficientvit-b1_8xb-800_synthscenes-nyud-96x128.py"]
+_base_ = [
+    "../_base_/models/baseline_efficientvit-b1.py",
+    "../_base_/datasets/synthscenes_nyud.py",
+    "../_base_/schedules/adamw-poly_800.py",
+    "../_base_/default_runtime.py",
+]
 
 model = dict(
     decoder=dict(
         _delete_=True, type="CrossTaskAttentionDecoder", channels=64, dims=(96, 64, 32), heads=2
     ),
     head=dict(num_convs=0),
+    # The quickstart's loss weights (its config says why).
+    tasks=dict(
+        semseg=dict(num_classes=7, loss_weight=1.0),
+        depth=dict(loss_weight=5.0),
+        normals=dict(loss_weight=30.0),
+        edge=dict(loss_weight=50.0),
+    ),
 )

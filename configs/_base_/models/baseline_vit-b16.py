@@ -1,0 +1,19 @@
+# The shared-encoder baseline: ViT-B/16 (ImageNet-21k pretrained, 384 fine-tuned; features from
+# blocks 3, 6, 9 and 12) shared by all tasks through the baseline decoder (256 channels, output at
+# stride 4) and a conv head per task. Download the timm weight
+# vit_base_patch16_384.augreg_in21k_ft_in1k (model.safetensors) to the path below, or set
+# model.backbone.pretrained=None. A config adds the canvas (data_preprocessor size or size_divisor,
+# backbone img_size) and the tasks.
+model = dict(
+    type="MultiTaskModel",
+    data_preprocessor=dict(type="MultiTaskDataPreprocessor"),
+    backbone=dict(
+        type="TimmBackbone",
+        model_name="vit_base_patch16_384",
+        out_indices=[2, 5, 8, 11],
+        pretrained="pretrained/vit_base_patch16_384.augreg_in21k_ft_in1k.safetensors",
+        model_kwargs=dict(drop_path_rate=0.15, dynamic_img_size=True),
+    ),
+    decoder=dict(type="BaselineDecoder", channels=256, out_stride=4),
+    head=dict(type="ConvHead", num_convs=1),
+)

@@ -1,0 +1,27 @@
+# TaskExpert (Ye & Xu, ICCV 2023) with ViT-B/16 (ImageNet-21k pretrained, 384 fine-tuned; features
+# from blocks 3, 6, 9 and 12): a mixture of 8 experts of width 256 with per-task, per-sample gates
+# at each tapped block, a multi-task memory read and updated at each, and the final memory brought
+# to stride 4 for the heads. TaskExpert has no public code: docs/decoders.md lists the choices made
+# where the paper is silent. Download the timm weight vit_base_patch16_384.augreg_in21k_ft_in1k
+# (model.safetensors) to the path below, or set model.backbone.pretrained=None. A config adds the
+# canvas (data_preprocessor size or size_divisor, backbone img_size) and the tasks.
+model = dict(
+    type="MultiTaskModel",
+    data_preprocessor=dict(type="MultiTaskDataPreprocessor"),
+    backbone=dict(
+        type="TimmBackbone",
+        model_name="vit_base_patch16_384",
+        out_indices=[2, 5, 8, 11],
+        pretrained="pretrained/vit_base_patch16_384.augreg_in21k_ft_in1k.safetensors",
+        model_kwargs=dict(drop_path_rate=0.15, dynamic_img_size=True),
+    ),
+    decoder=dict(
+        type="TaskExpertDecoder",
+        num_experts=8,
+        channels=256,
+        memory_update="residual",
+        supervise_levels=True,
+        out_stride=4,
+    ),
+    head=dict(type="ConvHead", num_convs=1),
+)

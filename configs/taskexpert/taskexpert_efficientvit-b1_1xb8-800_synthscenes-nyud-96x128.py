@@ -1,0 +1,20 @@
+# The quickstart recipe with the TaskExpert decoder in place of the baseline decoder: 8 experts
+# of width 64 at each of EfficientViT-B1's four stages, a memory at stride 4, per-level
+# supervision. Part of the README's SynthScenes decoder comparison (same backbone, schedule, seed).
+_base_ = [
+    "../_base_/models/baseline_efficientvit-b1.py",
+    "../_base_/datasets/synthscenes_nyud.py",
+    "../_base_/schedules/adamw-poly_800.py",
+    "../_base_/default_runtime.py",
+]
+
+model = dict(
+    decoder=dict(_delete_=True, type="TaskExpertDecoder", channels=64, num_experts=8, out_stride=4),
+    # The quickstart's loss weights (its config says why).
+    tasks=dict(
+        semseg=dict(num_classes=7, loss_weight=1.0),
+        depth=dict(loss_weight=5.0),
+        normals=dict(loss_weight=30.0),
+        edge=dict(loss_weight=50.0),
+    ),
+)

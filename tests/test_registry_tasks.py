@@ -87,3 +87,12 @@ def test_palette_is_distinct_and_ignore_is_black():
     assert len({tuple(c) for c in palette}) == 40
     painted = get_task("semseg").colorize(np.array([[0, 1], [255, 2]]), 3)
     assert (painted[1, 0] == 0).all() and (painted[0, 1] != painted[1, 1]).any()
+
+
+def test_one_channel_targets_take_the_prediction_layout():
+    from vision_mtl.tasks import as_prediction_layout
+
+    assert as_prediction_layout(np.zeros((1, 4, 5))).shape == (4, 5)
+    assert as_prediction_layout(torch.zeros(1, 4, 5)).shape == (4, 5)
+    assert as_prediction_layout(torch.zeros(3, 4, 5)).shape == (3, 4, 5)  # normals stay vectors
+    assert as_prediction_layout(np.zeros((4, 5))).shape == (4, 5)

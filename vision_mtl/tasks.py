@@ -108,12 +108,6 @@ class TaskSpec:
         """:meth:`decode_logits` in NumPy, for runtimes without torch (ONNX Runtime, TensorRT)."""
         return decode_array(self.decode, logits)
 
-    def valid_mask(self, target: torch.Tensor) -> torch.Tensor:
-        """Pixels of a target (B×H×W labels or B×C×H×W maps) that carry ground truth."""
-        if self.target_kind == "label":
-            return target != self.ignore_value
-        return target.abs().sum(dim=1) > 0
-
     def colorize(
         self, value: np.ndarray, num_classes: int | None = None, vmax: float | None = None
     ) -> np.ndarray:
@@ -261,3 +255,12 @@ def check_tasks(
     if len(set(requested)) != len(requested):
         raise ValueError(f"task list {requested} names a task twice")
     return [t for t in TASKS if t in requested]
+
+
+def as_prediction_layout(target):
+    """A target in the layout predictions have: a one-channel 1×H×W map becomes H×W.
+
+    Label and single-map targets are batched as 1×H×W (one channel) but predicted as H×W;
+    vector maps (normals, 3×H×W) are unchanged. Works on numpy arrays and torch tensors.
+    """
+    return target[0] if target.ndim == 3 and target.shape[0] == 1 else target

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from vision_mtl.paths import output_path
-from vision_mtl.tasks import get_task
+from vision_mtl.tasks import as_prediction_layout, get_task
 from vision_mtl.utils import atomic_write_bytes
 
 _LABEL_H = 14
@@ -130,7 +130,7 @@ def make_overlay_grid(image: np.ndarray, maps: dict, num_classes: dict[str, int]
     tiles = [_caption(base, "input")]
     for task, value in maps.items():
         array = _to_numpy(value)
-        array = array[0] if array.ndim == 3 and array.shape[0] == 1 else array
+        array = as_prediction_layout(array)
         painted = _fit(paint(task, array, num_classes.get(task)), shape)
         tiles.append(_caption((0.5 * base + 0.5 * painted).astype(np.uint8), task))
     return np.concatenate(tiles, axis=1)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from mmengine.evaluator import BaseMetric
 
-from vision_mtl.tasks import get_task
+from vision_mtl.tasks import as_prediction_layout, get_task
 
 
 def fit_trivial(dataset, tasks: Sequence[str], num_samples: int = 500) -> dict[str, object]:
@@ -90,7 +90,7 @@ def evaluate_trivial(stats: dict[str, object], dataloader, metric: BaseMetric) -
             gt = {}
             for task, maps in batch["targets"].items():
                 value = maps[index][..., :h, :w]
-                gt[task] = value[0] if value.dim() == 3 and value.shape[0] == 1 else value
+                gt[task] = as_prediction_layout(value)
             pred = {t: trivial_prediction(t, stats[t], (h, w)) for t in stats}
             samples.append(dict(meta=meta, pred=pred, gt=gt))
         metric.process(batch, samples)

@@ -18,6 +18,7 @@ from mmengine.registry import DefaultScope
 
 from vision_mtl.export.runtime import Deployment, OrtRunner
 from vision_mtl.registry import DATASETS, METRICS, SCOPE
+from vision_mtl.tasks import as_prediction_layout
 
 
 @dataclass
@@ -81,7 +82,7 @@ def score(
 def _ground_truth(sample: dict) -> dict[str, torch.Tensor]:
     gt = {}
     for task, value in sample["targets"].items():
-        gt[task] = value[0] if value.dim() == 3 and value.shape[0] == 1 else value
+        gt[task] = as_prediction_layout(value)
     return gt
 
 

@@ -17,7 +17,7 @@ from torch import nn
 
 from vision_mtl.models.decoders.base import DecoderOutput
 from vision_mtl.registry import MODELS
-from vision_mtl.tasks import check_tasks, get_task
+from vision_mtl.tasks import as_prediction_layout, check_tasks, get_task
 
 
 def _build(cfg: dict | nn.Module, **defaults) -> nn.Module:
@@ -162,7 +162,7 @@ class MultiTaskModel(BaseModel):
                 pred={t: v[i, ..., :h, :w] for t, v in decoded.items()},
             )
             if gts:
-                sample["gt"] = {t: _squeeze_gt(v[i, ..., :h, :w]) for t, v in gts.items()}
+                sample["gt"] = {t: as_prediction_layout(v[i, ..., :h, :w]) for t, v in gts.items()}
             results.append(sample)
         return results
 
@@ -195,8 +195,3 @@ def _plain(value):
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return value
-
-
-def _squeeze_gt(target: torch.Tensor) -> torch.Tensor:
-    """Ground truth in the prediction's layout: 1-channel maps become H×W."""
-    return target[0] if target.dim() == 3 and target.shape[0] == 1 else target

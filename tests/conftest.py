@@ -8,7 +8,9 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-QUICKSTART = ROOT / "configs/quickstart/baseline_efficientvit-b1_1xb8-800_synthscenes-nyud-96x128.py"
+QUICKSTART = (
+    ROOT / "configs/quickstart/baseline_efficientvit-b1_1xb8-800_synthscenes-nyud-96x128.py"
+)
 
 # The quickstart config at toy size: one narrow block per stage, 32x64 images, 4 iterations.
 TINY_OPTIONS = {

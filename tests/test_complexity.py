@@ -34,6 +34,23 @@ def test_macs_by_hand_including_attention_and_uncalled_containers():
     assert macs["total"] == sum(v for k, v in macs.items() if k != "total")
 
 
+def test_layer_macs_by_hand_including_a_transposed_convolution():
+    """Per-layer MACs from the same counter: the parts of the component totals."""
+    from vision_mtl.complexity import layer_macs
+
+    model = Toy()
+    up = nn.ConvTranspose2d(8, 4, 3, stride=2, padding=1, output_padding=1)
+    macs = layer_macs(model, torch.zeros(1, 3, 16, 16))
+    assert macs == {
+        model.backbone: 8 * 3 * 9 * 256,
+        model.decoder: 256 * 8 * 8,
+        model.heads["a"]: 256 * 8 * 2,
+        model.heads["b"]: 256 * 8 * 1,
+    }
+    # Each of the 5x7 input positions scatters a 3x3 kernel to each of the 4 output channels.
+    assert layer_macs(nn.Sequential(up), torch.zeros(1, 8, 5, 7)) == {up: 8 * 5 * 7 * 4 * 9}
+
+
 def test_parameters_per_component():
     params = count_parameters(Toy())
     assert params == {
@@ -76,7 +93,7 @@ def test_invpt_vit_l_nyud_config_has_the_published_size():
     The published MACs come from a hook-based counter that misses attention's matrix products;
     FlopCounterMode counts them (about 50G in ViT-L), hence the wider bound on MACs.
     """
-    config = ROOT / "configs/invpt/invpt_vit-l16_2xb-40k_nyud-448x576.py"
+    config = ROOT / "configs/invpt/invpt_vit-l16_2xb2-40k_nyud-448x576.py"
     result = load_tool("get_flops").main([str(config)])
     assert result["input"] == [1, 3, 448, 576]
     assert abs(result["params"]["total"] / 402.1e6 - 1) <= 0.05

@@ -158,7 +158,9 @@ def test_pascal_task_set_trains_and_evaluates(tmp_path):
 
     options = {k: v for k, v in TINY_OPTIONS.items() if "dataset.num_samples" not in k}
     options.update({"train_cfg.max_iters": 2, "train_cfg.val_interval": 2})
-    config = ROOT / "configs/baseline/baseline_efficientvit-b1_1xb8-800_synthscenes-pascal-96x128.py"
+    config = (
+        ROOT / "configs/baseline/baseline_efficientvit-b1_1xb8-800_synthscenes-pascal-96x128.py"
+    )
     cfg = load_config(config, options, work_dir=str(tmp_path / "pascal"))
     cfg.train_dataloader.dataset.num_samples = 8
     cfg.val_dataloader.dataset.num_samples = 4

@@ -24,8 +24,8 @@ from vision_mtl.export import (
     load_deployment,
     verified,
 )
-from vision_mtl.export.quantize import unsigned_activations
 from vision_mtl.export.validate import seal_sidecar
+from vision_mtl.runtime.onnx_model import unsigned_activations
 from vision_mtl.tasks import TASKS
 
 sys.path.insert(0, str(ROOT / "deploy"))
@@ -291,7 +291,7 @@ def test_tensorrt_check_names_each_offending_node():
 
 def test_export_refuses_sizes_the_preprocessor_cannot_pad(exported):
     config, checkpoint, out, _ = exported
-    with pytest.raises(ValueError, match="size_divisor"):
+    with pytest.raises(SystemExit, match="size_divisor"):
         load_tool("export").main(
             [str(config), str(checkpoint), "--out", str(out), "--shape", "33", "64"]
         )

@@ -17,7 +17,7 @@ from test_pruning import tiny_config_and_checkpoint
 
 from vision_mtl.apis import init_model
 from vision_mtl.compress import prune
-from vision_mtl.compress.workflow import save_pruned_checkpoint
+from vision_mtl.workflows.pruning_steps import save_pruned_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ from conftest import TINY_BACKBONES, assert_onnx_parity, load_tool
 from vision_mtl.apis import init_model
 from vision_mtl.compress import PruningError, apply_record, prune
 from vision_mtl.models import MultiTaskModel
+from vision_mtl.models.builder import build_model
 from vision_mtl.tasks import get_task
 
 TASKS = {"semseg": {"num_classes": 7}, "depth": {}, "normals": {}, "edge": {}}  # SynthScenes
@@ -28,9 +29,8 @@ def _model(pruning=None, kind: str = "cnn", decoder: str = "baseline") -> MultiT
     name, indices, kwargs = TINY_BACKBONES[kind]
     torch.manual_seed(0)
     backbone = dict(type="TimmBackbone", model_name=name, out_indices=indices, model_kwargs=kwargs)
-    return MultiTaskModel(
-        backbone=backbone, decoder=DECODERS[decoder], tasks=TASKS, pruning=pruning
-    ).eval()
+    cfg = dict(type="MultiTaskModel", backbone=backbone, decoder=DECODERS[decoder], tasks=TASKS)
+    return build_model(dict(cfg, pruning=pruning)).eval()
 
 
 def _parameters(model, prefix: str) -> int:
@@ -155,6 +155,50 @@ def test_greedy_prunes_each_group_within_its_share_of_the_loss_budget(rank):
     assert _parameters(tight, "") >= _parameters(model, "")
 
 
+@pytest.mark.parametrize(
+    "kind,decoder", [("vit", "task_expert"), ("swin", "baseline"), ("cnn", "cross_task")]
+)
+def test_greedy_counts_layer_macs_with_the_complexity_counter(kind, decoder):
+    """Greedy pruning's per-layer MACs come from FlopCounterMode, as ``count_macs``'s do.
+
+    The reference is the forward-hook counter greedy pruning had, with one miscount fixed: it
+    divided by a layer's leading dimension, which for Swin's window attention is batch ×
+    windows (32 times too few MACs here). Every other layer's figure is what greedy pruning
+    used before. (Transposed convolutions, which it also miscounted, are checked by hand in
+    test_complexity.py.)
+    """
+    from torch import nn
+
+    from vision_mtl.complexity import count_macs
+    from vision_mtl.compress.greedy import layer_macs
+
+    model = _model(kind=kind, decoder=decoder)
+    example = torch.zeros(2, 3, *SIZES[kind])
+    hooked, images = {}, example.shape[0]
+
+    def hook(module, inputs, output):
+        if isinstance(module, nn.Linear):
+            per_output = module.in_features
+        else:
+            per_output = module.weight[0].numel()  # in channels / groups × kernel
+        hooked[module] = hooked.get(module, 0.0) + output.numel() / images * per_output
+
+    layers = (nn.Conv2d, nn.Linear)
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, layers)]
+    with torch.no_grad():
+        model(example, mode="tensor")
+    for handle in handles:
+        handle.remove()
+    counted = layer_macs(model, example)
+    assert counted == hooked and len(counted) > 10
+    # Per image, and inside the component totals of the one counter.
+    single = count_macs(model, example[:1], mode="tensor")
+    decoder_layers = set(model.decoder.modules())
+    in_decoder = sum(v for m, v in counted.items() if m in decoder_layers)
+    assert 0 < in_decoder <= single["decoder"]
+    assert sum(counted.values()) <= single["total"]
+
+
 def test_vit_heads_can_be_removed_whole_and_swin_heads_cannot(tmp_path):
     model = _model(kind="vit")
     x = torch.randn(1, 3, *SIZES["vit"])
@@ -240,7 +284,7 @@ def test_short_finetuning_keeps_a_valid_contiguous_schedule(iters, tmp_path):
     from conftest import QUICKSTART
 
     from vision_mtl.apis import load_config
-    from vision_mtl.compress.workflow import check_finetune, finetune_config
+    from vision_mtl.workflows.pruning_steps import check_finetune, finetune_config
 
     cfg = load_config(QUICKSTART)  # warm-up 0-50, poly 50-800: round() made the warm-up 0-0
     tuned = finetune_config(cfg, None, tmp_path / "pruned.pth", iters, tmp_path / "finetune")
@@ -265,7 +309,7 @@ def test_short_finetuning_keeps_a_valid_contiguous_schedule(iters, tmp_path):
 
 
 def test_scaled_schedules_never_collapse_a_phase_that_fits():
-    from vision_mtl.compress.workflow import scale_schedulers
+    from vision_mtl.workflows.pruning_steps import scale_schedulers
 
     def phase(kind, begin, end, **kw):
         return dict(type=kind, by_epoch=False, begin=begin, end=end, **kw)
@@ -307,7 +351,7 @@ def test_finetuning_refuses_a_config_it_cannot_scale(tmp_path):
     from conftest import QUICKSTART
 
     from vision_mtl.apis import load_config
-    from vision_mtl.compress.workflow import check_finetune, finetune_config
+    from vision_mtl.workflows.pruning_steps import check_finetune, finetune_config
 
     cfg = load_config(QUICKSTART)
     with pytest.raises(PruningError, match="at least 1 iteration, got 0"):

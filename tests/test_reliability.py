@@ -198,7 +198,7 @@ def test_init_model_and_export_load_strictly(trained, tmp_path):
 
 def test_pruned_checkpoints_carry_their_record_through_fine_tuning(trained, tmp_path):
     from vision_mtl.compress import prune
-    from vision_mtl.compress.workflow import save_pruned_checkpoint
+    from vision_mtl.workflows.pruning_steps import save_pruned_checkpoint
 
     config, work = trained
     model = init_model(config, work / "iter_4.pth", "cpu")

@@ -368,7 +368,7 @@ def test_benchmark_tool_writes_json(tmp_path, monkeypatch, capsys):
     for var in ("OMP", "OPENBLAS", "MKL", "NUMEXPR"):
         monkeypatch.setenv(f"{var}_NUM_THREADS", os.environ.get(f"{var}_NUM_THREADS", "1"))
     monkeypatch.setenv("VECLIB_MAXIMUM_THREADS", os.environ.get("VECLIB_MAXIMUM_THREADS", "1"))
-    path = Path(__file__).resolve().parents[1] / "tools" / "benchmark_synthscenes.py"
+    path = Path(__file__).resolve().parents[1] / "tools/analysis_tools/benchmark_synthscenes.py"
     spec = importlib.util.spec_from_file_location("benchmark_synthscenes", path)
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)

@@ -24,11 +24,12 @@ import sys
 from mmengine.config import DictAction
 
 from vision_mtl.apis.inference import init_model
-from vision_mtl.export import export_canvas
+from vision_mtl.apis.runner import load_config
 from vision_mtl.export.onnx_export import check_export_name
 from vision_mtl.export.tensorrt_check import SUPPORTED_OPS
 from vision_mtl.export.validate import int_at_least
 from vision_mtl.export.verified import ExportCheckError, export_verified
+from vision_mtl.input_size import InputSizeError, add_shape_argument, config_input_size
 
 
 def _tolerance(text: str) -> float:
@@ -53,7 +54,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("config")
     parser.add_argument("checkpoint", help="a .pth file, or a work dir's last_checkpoint file")
     parser.add_argument("--out", required=True, help="directory for model.onnx and model.json")
-    parser.add_argument("--shape", type=int, nargs=2, metavar=("H", "W"), help="input canvas")
+    add_shape_argument(parser, "input canvas")
     parser.add_argument(
         "--dynamic",
         type=int_at_least(1),
@@ -85,8 +86,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    model = init_model(args.config, args.checkpoint, device="cpu", cfg_options=args.cfg_options)
-    canvas = export_canvas(model.cfg, tuple(args.shape) if args.shape else None)
+    cfg = load_config(args.config, args.cfg_options)
+    try:  # before the model is built
+        canvas = config_input_size(cfg, args.shape, args.config)
+    except InputSizeError as err:
+        raise SystemExit(str(err)) from None
+    model = init_model(cfg, args.checkpoint, device="cpu")
     try:
         result = export_verified(
             model,

@@ -45,7 +45,14 @@ def _subtree_flops(counts: dict, prefix: str) -> int:
     return sum(sum(counts[k].values()) for k in outermost)
 
 
-@torch.no_grad()
+def _flop_counts(model: nn.Module, inputs: torch.Tensor, **forward_kwargs) -> dict[str, dict]:
+    """FlopCounterMode's FLOPs per module name (``<Model class>.<path>``) and ``Global``."""
+    counter = FlopCounterMode(display=False, depth=None)
+    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), counter:
+        model(inputs, **forward_kwargs)
+    return counter.get_flop_counts()
+
+
 def count_macs(
     model: nn.Module,
     inputs: torch.Tensor,
@@ -61,10 +68,7 @@ def count_macs(
             them (e.g. the final resize) is ``other``.
         forward_kwargs: passed to the forward call (``mode='tensor'`` for a MultiTaskModel).
     """
-    counter = FlopCounterMode(display=False, depth=None)
-    with sdpa_kernel(SDPBackend.MATH), counter:
-        model(inputs, **forward_kwargs)
-    counts = counter.get_flop_counts()
+    counts = _flop_counts(model, inputs, **forward_kwargs)
     top = type(model).__name__
     total = sum(counts.get("Global", {}).values())
     out: dict[str, int] = {}
@@ -72,4 +76,37 @@ def count_macs(
         out[name] = _subtree_flops(counts, f"{top}.{name}") // 2
     out["other"] = total // 2 - sum(out.values())
     out["total"] = total // 2
+    return out
+
+
+#: The layers :func:`layer_macs` reports: those whose channels pruning removes.
+LAYER_TYPES = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
+
+
+def layer_macs(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    layer_types: tuple[type[nn.Module], ...] = LAYER_TYPES,
+    **forward_kwargs,
+) -> dict[nn.Module, int]:
+    """MACs of every ``layer_types`` layer of ``model`` in one forward pass, by the same counter.
+
+    Counted by :func:`count_macs`'s FlopCounterMode, so a layer's figure is part of the
+    component totals it reports (a layer called twice counts twice; a transposed convolution
+    counts its multiply-adds, input positions × kernel × output channels). Layers that did not
+    run are left out.
+
+    Args:
+        model: the module to run.
+        inputs: the input batch; MACs scale with its batch size.
+        layer_types: the layer classes (subclasses included) to report.
+        forward_kwargs: passed to the forward call (``mode='tensor'`` for a MultiTaskModel).
+    """
+    counts = _flop_counts(model, inputs, **forward_kwargs)
+    top = type(model).__name__
+    out: dict[nn.Module, int] = {}
+    for name, module in model.named_modules():
+        key = f"{top}.{name}" if name else top
+        if isinstance(module, layer_types) and key in counts:
+            out[module] = sum(counts[key].values()) // 2
     return out

@@ -8,8 +8,9 @@ and stops a layer's ratio when a task's loss degrades past a threshold. Here:
 2. Groups are visited in decreasing order of that saving. Each gets a share of the global
    ``budget`` in proportion to its saving (the layers that buy most compute may cost most).
 3. A group's ratio rises in ``step`` increments, channels ranked within the group by weight
-   magnitude or by task-aware Taylor importance (``rank``), on a copy of the model, until some task's validation loss exceeds its loss before
-   this group by more than the group's share; the last ratio that held is applied for real.
+   magnitude or by task-aware Taylor importance (``rank``), on a copy of the model, until some
+   task's validation loss exceeds its loss before this group by more than the group's share;
+   the last ratio that held is applied for real.
 
 So after all groups, each task's loss has risen by at most about ``budget`` (relative), and
 the compute removed is wherever the tasks could spare it. The result is an ordinary pruning
@@ -26,6 +27,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from vision_mtl.complexity import layer_macs as count_layer_macs
 from vision_mtl.compress.pruning import (
     PruningError,
     TaskTaylorImportance,
@@ -54,25 +56,16 @@ def task_losses(model: nn.Module, batches: Sequence[dict]) -> dict[str, float]:
 
 
 def layer_macs(model: nn.Module, example: torch.Tensor) -> dict[nn.Module, float]:
-    """Multiply-accumulates of every conv and linear layer for ``example`` (per image)."""
-    macs: dict[nn.Module, float] = {}
+    """Multiply-accumulates of every conv and linear layer for ``example`` (per image).
 
-    def hook(module, inputs, output):
-        if isinstance(module, nn.Linear):
-            per_output = module.in_features
-        else:
-            per_output = module.weight[0].numel()  # in/groups × kernel for conv; ConvTranspose too
-        macs[module] = macs.get(module, 0.0) + output.numel() / output.shape[0] * per_output
-
-    layers = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, layers)]
-    try:
-        with torch.no_grad():
-            model(example, mode="tensor")
-    finally:
-        for handle in handles:
-            handle.remove()
-    return macs
+    Counted by :func:`vision_mtl.complexity.layer_macs`, the FlopCounterMode counter that
+    ``get_flops`` and the pruning report use, so a group's saving is in the same MACs.
+    """
+    images = example.shape[0]
+    return {
+        layer: macs / images
+        for layer, macs in count_layer_macs(model, example, mode="tensor").items()
+    }
 
 
 def _group_key(group, names: dict) -> frozenset[str]:

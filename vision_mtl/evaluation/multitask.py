@@ -246,6 +246,33 @@ class MultiTaskMetric(BaseMetric):
         return f"MultiTaskMetric(tasks={self.tasks})"
 
 
+def primary_key(task: str) -> str:
+    """The metrics key of ``task``'s primary metric, ``<task>/<metric>``."""
+    return f"{task}/{get_task(task).primary_metric}"
+
+
+def primary_metrics(
+    metrics: Mapping[str, float], tasks: Sequence[str], source: str = "the metrics"
+) -> dict[str, float]:
+    """Task → its primary metric's value in ``metrics``: the references Δm is measured against.
+
+    Raises:
+        ValueError: a task's primary metric is not in ``metrics`` (naming ``source``).
+    """
+    keys = {task: primary_key(task) for task in tasks}
+    absent = [key for key in keys.values() if key not in metrics]
+    if absent:
+        raise ValueError(f"{source} reports no {absent}")
+    return {task: metrics[key] for task, key in keys.items()}
+
+
+def delta_m_against(
+    metrics: Mapping[str, float], reference: Mapping[str, float], tasks: Sequence[str]
+) -> dict[str, float]:
+    """Δm (:func:`compute_delta_m`) of ``metrics`` against a reference model's ``reference``."""
+    return compute_delta_m(metrics, primary_metrics(reference, tasks, "the reference"))
+
+
 def _split_key(key: str) -> tuple[str, str]:
     group, _, name = key.rpartition("/")
     return group, name

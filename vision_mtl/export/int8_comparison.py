@@ -15,8 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from mmengine.config import Config
 
-from vision_mtl.evaluation.compare import primary_metrics
-from vision_mtl.evaluation.multitask import compute_delta_m
+from vision_mtl.evaluation.multitask import compute_delta_m, primary_metrics
 from vision_mtl.export import Deployment, DeploymentError, OrtRunner
 from vision_mtl.export.parity import build_metric, load_samples, sample_image, score
 from vision_mtl.export.timing import measure_latency

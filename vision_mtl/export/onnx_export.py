@@ -54,34 +54,15 @@ class TensorOutputs(nn.Module):
 
 
 def export_canvas(cfg, shape: tuple[int, int] | None = None) -> tuple[int, int]:
-    """The (H, W) the graph is exported at.
-
-    ``shape`` if given, else the data preprocessor's fixed canvas, else the test set's image size
-    rounded up to the preprocessor's ``size_divisor``.
+    """The (H, W) the graph is exported at: :func:`vision_mtl.input_size.config_input_size`.
 
     Raises:
         ValueError: no size can be found, or a given size is not positive or not a multiple of
             the preprocessor's ``size_divisor``.
     """
-    pre = cfg.model.get("data_preprocessor", {}) or {}
-    divisor = int(pre.get("size_divisor") or 1)
-    if shape is None:
-        size = pre.get("size") or cfg.get("test_dataloader", {}).get("dataset", {}).get(
-            "image_size"
-        )
-        if not size:
-            raise ValueError(
-                "no export size: the config sets neither model.data_preprocessor.size nor "
-                "test_dataloader.dataset.image_size; pass --shape H W"
-            )
-        shape = tuple(-(-int(s) // divisor) * divisor for s in size)
-    height, width = (int(s) for s in shape)
-    if min(height, width) < 1 or height % divisor or width % divisor:
-        raise ValueError(
-            f"export size {height}x{width} must be positive multiples of the data "
-            f"preprocessor's size_divisor {divisor}"
-        )
-    return height, width
+    from vision_mtl.input_size import config_input_size
+
+    return config_input_size(cfg, shape)
 
 
 def make_sidecar(

@@ -12,8 +12,8 @@ defaults do not suit TensorRT, so this sets:
 
 One file serves both runtimes. TensorRT builds it as it is. ONNX Runtime's x86 CPU kernels
 multiply unsigned activations by signed weights (the VNNI instructions' operand types), so
-:func:`unsigned_activations` re-encodes every activation pair as UINT8 with zero point 128
-when a CPU session is created: ``q + 128`` with the same scale, which dequantizes to exactly
+:func:`vision_mtl.runtime.onnx_model.unsigned_activations` re-encodes every activation pair as
+UINT8 with zero point 128 when a CPU session is created: ``q + 128`` with the same scale, which dequantizes to exactly
 the same values, so the arithmetic is the symmetric graph's.
 
 Calibration feeds images of the config's training set through the deployment's own
@@ -29,7 +29,6 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
 from onnxruntime.quantization import (
     CalibrationDataReader,
     CalibrationMethod,
@@ -186,39 +185,3 @@ def unquantized_nodes(model: onnx.ModelProto) -> list[str]:
         for n in model.graph.node
         if n.op_type in QUANTIZED_OPS and n.input[0] not in dequantized
     ]
-
-
-def is_quantized(model: onnx.ModelProto) -> bool:
-    return any(n.op_type == "QuantizeLinear" for n in model.graph.node)
-
-
-def unsigned_activations(model: onnx.ModelProto) -> int:
-    """Re-encode symmetric INT8 activations as UINT8 with zero point 128, in place.
-
-    Every zero point of an activation Q/DQ pair (one not applied to an initializer, i.e. not
-    a weight) that is a zero INT8 scalar becomes a UINT8 128. Dequantized values are unchanged:
-    ``(q + 128 - 128) * scale``. Weights stay signed. Returns how many zero points changed.
-
-    Raises:
-        ValueError: an activation zero point is not zero (the graph is not symmetric INT8).
-    """
-    inits = {i.name: i for i in model.graph.initializer}
-    changed = set()
-    for node in model.graph.node:
-        if node.op_type not in ("QuantizeLinear", "DequantizeLinear") or len(node.input) < 3:
-            continue
-        if node.op_type == "DequantizeLinear" and node.input[0] in inits:
-            continue  # a weight
-        name = node.input[2]
-        if name in changed or name not in inits:
-            continue
-        zero = numpy_helper.to_array(inits[name])
-        if zero.dtype != np.int8:
-            continue
-        if zero.size != 1 or int(zero.reshape(-1)[0]) != 0:
-            raise ValueError(f"zero point {name!r} of node {node.name!r} is not a zero INT8 scalar")
-        inits[name].CopyFrom(
-            numpy_helper.from_array(np.array(128, np.uint8).reshape(zero.shape), name)
-        )
-        changed.add(name)
-    return len(changed)

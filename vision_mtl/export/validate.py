@@ -2,7 +2,7 @@
 
 The sidecar checks (format, digest, checksums, safe names, outputs) are the edge runtime's,
 :mod:`vision_mtl.runtime.sidecar`, re-exported here under the names the export tools have always
-used. What is left here needs the ``onnx`` package (:func:`load_onnx`, imported when called) or
+used. Also re-exported: :func:`load_onnx` (:mod:`vision_mtl.runtime.onnx_model`). What is left here
 is for command lines (:func:`int_at_least`).
 
 This module needs neither torch nor onnxruntime at import time (``deploy/`` uses it).
@@ -11,8 +11,8 @@ This module needs neither torch nor onnxruntime at import time (``deploy/`` uses
 from __future__ import annotations
 
 import argparse
-import os
 
+from vision_mtl.runtime.onnx_model import load_onnx
 from vision_mtl.runtime.sidecar import (
     DIGEST_KEY,
     SIDECAR_FORMAT,
@@ -44,28 +44,6 @@ __all__ = [
     "sidecar_bytes",
     "sidecar_digest",
 ]
-
-
-def load_onnx(path: str | os.PathLike, check: bool = True):
-    """Parse (and by default check) an ONNX file, with one error sentence if it cannot be used.
-
-    A file that does not parse (truncated mid-message) or parses into an incomplete model
-    (truncated at a field boundary: no opset, no graph outputs) fails the same way.
-
-    Raises:
-        DeploymentError: naming the file and saying it is not a valid, complete ONNX model.
-    """
-    import onnx
-
-    try:
-        model = onnx.load(str(path))
-        if check:
-            onnx.checker.check_model(model)
-    except OSError as err:
-        raise DeploymentError(f"cannot read ONNX file {str(path)!r}: {err.strerror}") from None
-    except Exception as err:  # protobuf's DecodeError, onnx's ValidationError, ...
-        raise DeploymentError(invalid_onnx_message(path, err)) from None
-    return model
 
 
 def int_at_least(minimum: int):

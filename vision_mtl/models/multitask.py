@@ -43,8 +43,6 @@ class MultiTaskModel(BaseModel):
         head: head config; ``in_channels`` and ``out_channels`` are filled in per task.
         data_preprocessor: batching/normalization config.
         aux_loss_weight: factor on intermediate-supervision losses of decoders that emit them.
-        pruning: a pruning record (:mod:`vision_mtl.compress.pruning`): the model is built
-            pruned as the record says, ready for the pruned checkpoint's weights.
     """
 
     def __init__(
@@ -56,7 +54,6 @@ class MultiTaskModel(BaseModel):
         data_preprocessor: dict | None = None,
         aux_loss_weight: float = 1.0,
         init_cfg: dict | None = None,
-        pruning: dict | None = None,
     ) -> None:
         # Built through our registry so the model works without a config's default scope.
         preprocessor = _build(data_preprocessor or dict(type="MultiTaskDataPreprocessor"))
@@ -90,12 +87,9 @@ class MultiTaskModel(BaseModel):
                 dict(head, in_channels=self.decoder.out_channels[task], out_channels=out)
             )
             self.losses[task] = _build(self.task_settings[task].get("loss", spec.loss))
-        # Kept so every checkpoint of this model carries it (AtomicCheckpointHook).
-        self.pruning_record = _plain(pruning)
-        if pruning is not None:  # a pruned checkpoint's record: rebuild its architecture
-            from vision_mtl.compress.pruning import apply_record
-
-            apply_record(self, pruning)
+        # Set by vision_mtl.models.builder.build_model, which applies a pruning record; every
+        # checkpoint of the model carries it (AtomicCheckpointHook).
+        self.pruning_record: dict | None = None
 
     # ------------------------------------------------------------------ forward paths
     def _logits(self, inputs: torch.Tensor) -> tuple[dict[str, torch.Tensor], DecoderOutput]:
@@ -185,13 +179,3 @@ class MultiTaskModel(BaseModel):
                 "or check its targets."
             )
         return super().parse_losses(losses)
-
-
-def _plain(value):
-    """``value`` with config dicts turned into plain dicts and lists (what a checkpoint can hold
-    under ``weights_only`` loading)."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value

@@ -5,7 +5,7 @@ outputs are not the ones the sidecar describes. onnxruntime is imported when a r
 so the rest of the runtime works where only TensorRT is installed.
 
 On an x86 CPU a quantized graph is re-encoded in memory with unsigned activations, the form
-ONNX Runtime's x86 integer kernels fuse (:func:`vision_mtl.export.quantize.unsigned_activations`,
+ONNX Runtime's x86 integer kernels fuse (:func:`vision_mtl.runtime.onnx_model.unsigned_activations`,
 an exact re-encoding); the file on disk is not changed. That needs the ``onnx`` package, which
 is imported only for a graph that holds ``QuantizeLinear`` nodes: an fp32 graph runs on
 numpy and onnxruntime alone.
@@ -52,8 +52,7 @@ def _x86_cpu_form(path: Path) -> tuple[str | bytes, int]:
     """
     if not _contains(path, _QUANTIZE_OP):
         return str(path), 0
-    from vision_mtl.export.quantize import is_quantized, unsigned_activations
-    from vision_mtl.export.validate import load_onnx
+    from vision_mtl.runtime.onnx_model import is_quantized, load_onnx, unsigned_activations
 
     model = load_onnx(path, check=False)  # the session that follows checks the graph
     if not is_quantized(model):

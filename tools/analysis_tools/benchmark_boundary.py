@@ -1,6 +1,6 @@
 """Time the boundary benchmark (SEISM's protocol) on an NYUD-v2-sized split.
 
-``python tools/benchmark_boundary.py [--images 654] [--size 425x560] [--nproc 2]
+``python tools/analysis_tools/benchmark_boundary.py [--images 654] [--size 425x560] [--nproc 2]
 [--out docs/benchmarks/boundary.json]``
 
 Ground truth: the boundary maps of SynthScenes val scenes rendered at ``--size``. Predictions:
@@ -21,7 +21,6 @@ as JSON.
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import time
@@ -30,19 +29,11 @@ from concurrent.futures import ProcessPoolExecutor
 import cv2
 import numpy as np
 
+from vision_mtl.analysis_cli import analysis_parser, parse_size
 from vision_mtl.apis.runner import write_json
 from vision_mtl.datasets.synthscenes import sample_key
 from vision_mtl.datasets.synthscenes_render import render_scene
 from vision_mtl.evaluation import BoundaryMetric
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """``'425x560'`` -> ``(425, 560)``."""
-    try:
-        height, width = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must look like 425x560, got {text!r}") from None
-    return height, width
 
 
 def make_pair(index: int, size: tuple[int, int], blur: float, noise: float):
@@ -68,8 +59,8 @@ def score(samples: list, mode: str, nproc: int, max_dist: float) -> tuple[dict, 
     return results, time.perf_counter() - start
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None) -> dict:
+    parser = analysis_parser(__doc__.split("\n\n")[0], "boundary")
     parser.add_argument("--images", type=int, default=654)
     parser.add_argument("--size", type=parse_size, default=(425, 560))
     parser.add_argument("--max-dist", type=float, default=0.011)
@@ -77,8 +68,7 @@ def main() -> None:
     parser.add_argument("--noise", type=float, default=0.08)
     parser.add_argument("--nproc", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--modes", nargs="+", default=["full", "fast"], choices=["full", "fast"])
-    parser.add_argument("--out", default="work_dirs/benchmarks/boundary.json")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     start = time.perf_counter()
     with ProcessPoolExecutor(args.nproc) as pool:
@@ -110,6 +100,7 @@ def main() -> None:
         print(f"{mode}: {seconds:.1f} s  {results}")
     write_json(report, args.out)
     print(f"wrote {args.out}")
+    return report
 
 
 if __name__ == "__main__":

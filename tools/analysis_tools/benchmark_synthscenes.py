@@ -1,7 +1,8 @@
 """Measure how many SynthScenes samples one CPU core renders per second.
 
-``python tools/benchmark_synthscenes.py [--out work_dirs/benchmarks/synthscenes.json]
-[--sizes 96x128 240x320] [--samples 100] [--repeats 5] [--cpu N]``
+``python tools/analysis_tools/benchmark_synthscenes.py
+[--out work_dirs/benchmarks/synthscenes.json] [--sizes 96x128 240x320] [--samples 100]
+[--repeats 5] [--cpu N]``
 
 Every BLAS/OpenMP pool is limited to one thread before numpy is imported and the process is
 pinned to one core, so the figure is per core whatever the machine: a data loader with ``k``
@@ -12,23 +13,14 @@ a shared machine gave, and both are reported.
 
 from __future__ import annotations
 
-import os
+from vision_mtl.analysis_cli import analysis_parser, parse_size, single_thread_environment
 
-# Before numpy is imported: thread pools read these once, when they start.
-for _var in (
-    "OMP_NUM_THREADS",
-    "OPENBLAS_NUM_THREADS",
-    "MKL_NUM_THREADS",
-    "NUMEXPR_NUM_THREADS",
-    "VECLIB_MAXIMUM_THREADS",
-):
-    os.environ[_var] = "1"
+single_thread_environment()  # before numpy is imported: thread pools read it once
 
-import argparse  # noqa: E402
+import os  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -37,15 +29,6 @@ from vision_mtl.datasets.synthscenes import sample_key  # noqa: E402
 from vision_mtl.datasets.synthscenes_render import render_scene  # noqa: E402
 
 REFERENCE_PIXELS = 96 * 128
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """``'96x128'`` -> ``(96, 128)`` (height first, as everywhere in vision_mtl)."""
-    try:
-        height, width = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must look like 96x128, got {text!r}") from None
-    return height, width
 
 
 def pin_to_one_core(cpu: int | None) -> int | None:
@@ -87,8 +70,7 @@ def time_size(size: tuple[int, int], samples: int, repeats: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", type=Path, default=Path("work_dirs/benchmarks/synthscenes.json"))
+    parser = analysis_parser(__doc__, "synthscenes")
     parser.add_argument(
         "--sizes", type=parse_size, nargs="+", default=[(96, 128), (240, 320)], help="HxW"
     )

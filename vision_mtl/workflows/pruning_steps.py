@@ -1,4 +1,7 @@
-"""The steps around pruning: evaluate, save a restorable checkpoint, fine-tune, time, compare."""
+"""The steps around pruning: evaluate, save a restorable checkpoint, fine-tune, time.
+
+The run that strings them together is :mod:`vision_mtl.workflows.prune`; its report, :mod:`.report`.
+"""
 
 from __future__ import annotations
 
@@ -115,8 +118,9 @@ def scale_schedulers(schedulers: list, original: int, iters: int) -> list:
     that met (one's ``end`` the next one's ``begin``) still meet, however short the run (a
     warm-up of 50 of 800 iterations rounded to 0 before, which mmengine refuses). A scheduler
     left with no iteration (only when ``iters`` is below two per phase) is dropped, with a
-    warning, as is one that began after the original run ended. Lengths (``T_max``, ``step_size``, ``total_steps``) and ``milestones`` scale
-    with their scheduler's span and stay at least 1.
+    warning, as is one that began after the original run ended. Lengths (``T_max``,
+    ``step_size``, ``total_steps``) and ``milestones`` scale with their scheduler's span and stay
+    at least 1.
 
     Raises:
         PruningError: a scheduler that counts epochs (mmengine's default ``by_epoch=True``).

@@ -1,20 +1,19 @@
 """Measure the training data pipeline (read + decode + MultiTaskAugment + pack) per CPU core.
 
-``python tools/benchmark_pipeline.py [--num 20] [--out work_dirs/benchmarks/pipeline.json]``
-writes SynthScenes in the NYUD-v2 (425x560) and PASCAL_MT (375x500) layouts to a temporary
-folder, then times the real loaders with each dataset config's training pipeline at its canvas
-(448x576, 512x512), one thread. Cityscapes has no SynthScenes writer: its figure times the
-augmentation alone on 1024x2048 in-memory samples at the 512x1024 canvas, and says so.
+``python tools/analysis_tools/benchmark_pipeline.py [--num 20]
+[--out work_dirs/benchmarks/pipeline.json]`` writes SynthScenes in the NYUD-v2 (425x560) and
+PASCAL_MT (375x500) layouts to a temporary folder, then times the real loaders with each
+dataset config's training pipeline at its canvas (448x576, 512x512), one thread. Cityscapes has
+no SynthScenes writer: its figure times the augmentation alone on 1024x2048 in-memory samples at
+the 512x1024 canvas, and says so.
 """
 
 from __future__ import annotations
 
-import os
+from vision_mtl.analysis_cli import analysis_parser, single_thread_environment
 
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_var] = "1"
+single_thread_environment()  # before numpy is imported: thread pools read it once
 
-import argparse  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
@@ -43,9 +42,8 @@ def _time(fn, num: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = analysis_parser(__doc__, "pipeline")
     parser.add_argument("--num", type=int, default=20)
-    parser.add_argument("--out", default="work_dirs/benchmarks/pipeline.json")
     args = parser.parse_args(argv)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -3,6 +3,7 @@
 from vision_mtl.datasets.augment import MultiTaskAugment
 from vision_mtl.datasets.base import MultiTaskDataset
 from vision_mtl.datasets.cityscapes import CityscapesMTDataset
+from vision_mtl.datasets.file_per_task import FilePerTaskDataset
 from vision_mtl.datasets.nyud import NYUDv2Dataset
 from vision_mtl.datasets.pascal_context import PascalContextMTDataset
 from vision_mtl.datasets.synthscenes import SynthScenesDataset
@@ -13,6 +14,7 @@ from vision_mtl.datasets.transforms import (
 )
 
 __all__ = [
+    "FilePerTaskDataset",
     "CityscapesMTDataset",
     "MultiTaskAugment",
     "MultiTaskDataset",

@@ -20,14 +20,12 @@ The older MTI-Net "NYUD_MT" copy (480x640, .jpg) is a different layout and is no
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
 
-from vision_mtl.datasets.base import MultiTaskDataset, read_id_list
+from vision_mtl.datasets.file_per_task import FilePerTaskDataset
 from vision_mtl.registry import DATASETS
 
 NYUD40_CLASSES = (
@@ -102,7 +100,7 @@ def checked_depth(depth: np.ndarray, path: Path) -> np.ndarray:
 
 
 @DATASETS.register_module()
-class NYUDv2Dataset(MultiTaskDataset):
+class NYUDv2Dataset(FilePerTaskDataset):
     """NYUD-v2 (multitask version): semseg (40 classes), depth, normals, edge.
 
     Args:
@@ -116,56 +114,24 @@ class NYUDv2Dataset(MultiTaskDataset):
     TASK_SETS = {"all": PROVIDES}
     num_classes = {"semseg": 40}
     class_names = {"semseg": NYUD40_CLASSES}
+    FILES = FILES
+    IMAGE = ("images", ".png")
+    SPLIT_FILE = "gt_sets/{split}.txt"
+    LAYOUT = LAYOUT
+    WHERE = WHERE
 
-    def __init__(
-        self,
-        data_root: str,
-        split: str = "train",
-        tasks: str | Sequence[str] = "all",
-        pipeline: Sequence[Any] = (),
-    ) -> None:
-        super().__init__(tasks=tasks, pipeline=pipeline)
-        self.root = Path(data_root)
-        if split not in ("train", "val"):
-            raise ValueError(f"NYUDv2Dataset split must be 'train' or 'val', got {split!r}")
-        self.split = split
-        if not self.root.is_dir():
-            raise FileNotFoundError(
-                f"NYUD-v2 root {str(self.root)!r} does not exist. Expected layout:\n{LAYOUT}\n{WHERE}"
-            )
-        self.ids = read_id_list(self.root / "gt_sets" / f"{split}.txt", LAYOUT, WHERE)
+    def read_image(self, path: Path) -> np.ndarray:
+        return read_image_file(path, color=True)
 
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def path(self, task: str, sample_id: str) -> Path:
-        """Where ``task``'s file of ``sample_id`` lives (``image`` for the RGB image)."""
-        folder, suffix = FILES.get(task, ("images", ".png"))
-        return self.root / folder / f"{sample_id}{suffix}"
-
-    def load_sample(self, index: int) -> dict:
-        """Read and decode the image and every requested task of sample ``index``."""
-        sample_id = self.ids[index]
-        image_path = self.path("image", sample_id)
-        sample: dict = {"image": read_image_file(image_path, color=True)}
-        for task in self.tasks:
-            path = self.path(task, sample_id)
-            if not path.is_file():
-                raise FileNotFoundError(
-                    f"NYUD-v2 sample {sample_id!r}: {str(path)!r} is missing (task {task!r}). "
-                    f"Expected layout:\n{LAYOUT}"
-                )
-            if task == "semseg":
-                sample[task] = decode_segmentation(read_image_file(path, color=False), path)
-            elif task == "depth":
-                depth = np.load(path, allow_pickle=False)
-                if depth.ndim != 2:
-                    raise ValueError(f"{str(path)!r}: depth must be H×W, got shape {depth.shape}")
-                sample[task] = checked_depth(depth, path)
-            elif task == "normals":
-                sample[task] = decode_normals(read_image_file(path, color=True))
-            else:
-                sample[task] = (read_image_file(path, color=False) > 127).astype(np.uint8)
-        self.check_map_sizes(sample, sample_id)
-        sample["meta"] = dict(name=sample_id, ori_shape=sample["image"].shape[:2], index=index)
-        return sample
+    def decode(self, task: str, path: Path) -> np.ndarray:
+        """The archive's encoding of each task (module docstring)."""
+        if task == "semseg":
+            return decode_segmentation(read_image_file(path, color=False), path)
+        if task == "depth":
+            depth = np.load(path, allow_pickle=False)
+            if depth.ndim != 2:
+                raise ValueError(f"{str(path)!r}: depth must be H×W, got shape {depth.shape}")
+            return checked_depth(depth, path)
+        if task == "normals":
+            return decode_normals(read_image_file(path, color=True))
+        return (read_image_file(path, color=False) > 127).astype(np.uint8)

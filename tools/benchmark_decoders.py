@@ -11,7 +11,8 @@ Parameters and MACs are counted at each config's input size, or ``--shape H W``
 Example::
 
     python tools/benchmark_decoders.py \\
-        --multitask configs/quickstart/*.py configs/taskexpert/*synthscenes*.py \\
+        --multitask configs/quickstart/baseline_efficientvit-b1_1xb8-800_synthscenes-nyud-96x128.py \\
+            configs/taskexpert/*synthscenes*.py \\
         --single-task configs/single_task/*.py --out docs/benchmarks/decoders.json
 """
 

@@ -16,7 +16,8 @@ scaled to that length; its Runner work dir is ``DIR/finetune``) and ``DIR/report
 parameters, MACs, ONNX Runtime latency, every task metric and Δm against the unpruned model,
 before pruning, after pruning and after fine-tuning, all at the config's input size or
 ``--shape H W`` (:mod:`vision_mtl.input_size`). Task output layers and the config's
-``pruning.protected`` patterns are never pruned. ``tools/test.py``, ``tools/export.py`` and
+``pruning.protected`` patterns are never pruned, nor the layers a decoder declares
+``unprunable`` (fixed by its design: intermediate predictions, gates, attention heads). ``tools/test.py``, ``tools/export.py`` and
 ``init_model`` rebuild the pruned model from config + checkpoint.
 
 Every setting is checked before the minutes of evaluation and pruning, and a bad one fails

@@ -1,7 +1,7 @@
 """Time the boundary benchmark (SEISM's protocol) on an NYUD-v2-sized split.
 
-``python tools/analysis_tools/benchmark_boundary.py [--images 654] [--size 425x560] [--nproc 2]
-[--out docs/benchmarks/boundary.json]``
+``python tools/analysis_tools/benchmark_boundary.py [--images 654] [--size 425x560] [--nproc N]
+[--out FILE]`` (defaults: every CPU core, ``work_dirs/benchmarks/boundary.json``)
 
 Ground truth: the boundary maps of SynthScenes val scenes rendered at ``--size``. Predictions:
 what an edge network outputs, roughly — the ground truth blurred (Gaussian, ``--blur`` pixels),

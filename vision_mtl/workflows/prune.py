@@ -113,7 +113,7 @@ def prune_workflow(
     Writes ``out/pruned.pth`` (state_dict + pruning record, before fine-tuning),
     ``out/pruned_finetuned.pth`` (after ``settings.finetune_iters`` iterations of the config's
     schedule scaled to that length; its Runner work dir is ``out/finetune``) and
-    ``out/report.json``, after pruning and again after fine-tuning (:mod:`.report`).
+    ``out/report.json``, after pruning and again after fine-tuning (:mod:`.prune_report`).
 
     Args:
         config: a config file (``cfg_options`` applied) or a loaded ``Config``.

@@ -309,7 +309,7 @@ def test_short_finetuning_keeps_a_valid_contiguous_schedule(iters, tmp_path):
 
 
 def test_scaled_schedules_never_collapse_a_phase_that_fits():
-    from vision_mtl.workflows.pruning_steps import scale_schedulers
+    from vision_mtl.engine.schedules import scale_schedulers
 
     def phase(kind, begin, end, **kw):
         return dict(type=kind, by_epoch=False, begin=begin, end=end, **kw)

@@ -32,6 +32,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--amp", action="store_true", help="automatic mixed precision (CUDA)")
     parser.add_argument(
+        "--data-root", help="the dataset folder, for every dataloader (train, val and test)"
+    )
+    parser.add_argument(
         "--cfg-options", nargs="+", action=DictAction, help="override config keys: key=value ..."
     )
     parser.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none")
@@ -41,7 +44,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    cfg = load_config(args.config, args.cfg_options, args.work_dir)
+    cfg = load_config(args.config, args.cfg_options, args.work_dir, args.data_root)
     runner = build_train_runner(
         cfg,
         resume=args.resume,

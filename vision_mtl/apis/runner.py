@@ -5,8 +5,6 @@ The tools only parse arguments; everything they do lives here so tests reach it.
 
 from __future__ import annotations
 
-import difflib
-import inspect
 import json
 import math
 import os
@@ -17,66 +15,13 @@ from mmengine.config import Config
 from mmengine.logging import print_log
 from mmengine.runner import Runner
 
+from vision_mtl.apis.config import check_override_keys, load_config  # noqa: F401 (API)
+from vision_mtl.apis.inference import without_pretrained
 from vision_mtl.engine import register_all_modules
 from vision_mtl.engine.distributed import prepare_cpu_distributed
 from vision_mtl.engine.runner import VisionMTLRunner
 from vision_mtl.engine.workdir_lock import WorkDirLock, WorkDirLockHook
 from vision_mtl.utils import atomic_write_bytes, resolve_checkpoint
-
-# Top-level keys mmengine's Runner reads besides its constructor's arguments.
-_RUNNER_KEYS = {
-    "activation_checkpointing",
-    "compile",
-    "custom_imports",
-    "efficient_conv_bn_eval",
-    "find_unused_parameters",
-    "gpu_ids",
-    "model_wrapper_cfg",
-    "runner_type",
-    "sync_bn",
-}
-
-
-def check_override_keys(cfg: Config, cfg_options: dict, source: str) -> None:
-    """Refuse ``--cfg-options`` whose top-level key neither the config nor the Runner knows.
-
-    mmengine merges any key, so ``train_cfgs.max_iters=1`` would be stored and ignored and the
-    run would use the config's value; the error names the key and the closest known ones.
-    """
-    known = set(cfg.keys()) | _RUNNER_KEYS
-    known |= set(inspect.signature(Runner.__init__).parameters) - {"self", "cfg"}
-    for key in cfg_options:
-        top = str(key).split(".")[0]
-        if top not in known:
-            close = difflib.get_close_matches(top, sorted(known), n=3, cutoff=0.6)
-            hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-            raise KeyError(
-                f"--cfg-options key {key!r}: {top!r} is not a key of {source!r} nor a Runner "
-                f"setting{hint}"
-            )
-
-
-def load_config(
-    config: str | os.PathLike,
-    cfg_options: dict | None = None,
-    work_dir: str | None = None,
-) -> Config:
-    """Read a config file, apply ``--cfg-options`` overrides and set the work directory.
-
-    The work directory defaults to ``work_dirs/<config stem>`` as in mmsegmentation.
-    """
-    path = Path(config)
-    if not path.is_file():
-        raise FileNotFoundError(f"config file {str(path)!r} does not exist")
-    cfg = Config.fromfile(str(path))
-    if cfg_options:
-        check_override_keys(cfg, cfg_options, str(path))
-        cfg.merge_from_dict(cfg_options)
-    if work_dir is not None:
-        cfg.work_dir = work_dir
-    elif cfg.get("work_dir") is None:
-        cfg.work_dir = str(Path("work_dirs") / path.stem)
-    return cfg
 
 
 def _set_launcher(cfg: Config, launcher: str) -> None:
@@ -191,6 +136,7 @@ def build_test_runner(
     unless ``strict_load`` is ``False``) so a checkpoint that does not fit fails here."""
     register_all_modules()
     _set_launcher(cfg, launcher)
+    without_pretrained(cfg)  # the checkpoint holds every weight
     cfg.load_from = None
     cfg.resume = False
     if extra_hooks:

@@ -36,6 +36,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="also print the per-class IoU of class tasks (always written by --out)",
     )
     parser.add_argument(
+        "--tta", action="store_true", help="test-time augmentation: add horizontally flipped views"
+    )
+    parser.add_argument(
+        "--tta-scales",
+        nargs="+",
+        type=float,
+        metavar="S",
+        help="test-time augmentation: input scale factors averaged in logit space (e.g. 0.75 1 1.25)",
+    )
+    parser.add_argument(
         "--partial-load",
         action="store_true",
         help="load only the checkpoint weights that fit the model (e.g. a single-task subset of "
@@ -54,6 +64,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     cfg = load_config(args.config, args.cfg_options, args.work_dir, args.data_root)
+    if args.tta or args.tta_scales:
+        cfg.model.tta = dict(flip=args.tta, scales=args.tta_scales or [1.0])
     hooks = []
     if args.show_dir:
         hooks.append(

@@ -16,6 +16,7 @@ from mmengine.model import BaseModel
 from torch import nn
 
 from vision_mtl.models.decoders.base import DecoderOutput
+from vision_mtl.models.tta import check_tta, tta_logits
 from vision_mtl.registry import MODELS
 from vision_mtl.tasks import as_prediction_layout, check_tasks, get_task
 
@@ -43,6 +44,8 @@ class MultiTaskModel(BaseModel):
         head: head config; ``in_channels`` and ``out_channels`` are filled in per task.
         data_preprocessor: batching/normalization config.
         aux_loss_weight: factor on intermediate-supervision losses of decoders that emit them.
+        tta: test-time augmentation of ``predict``: ``dict(flip=True, scales=[0.75, 1, 1.25])``
+            (:mod:`vision_mtl.models.tta`); ``None`` predicts the image as given.
     """
 
     def __init__(
@@ -53,6 +56,7 @@ class MultiTaskModel(BaseModel):
         head: dict | None = None,
         data_preprocessor: dict | None = None,
         aux_loss_weight: float = 1.0,
+        tta: dict | None = None,
         init_cfg: dict | None = None,
     ) -> None:
         # Built through our registry so the model works without a config's default scope.
@@ -68,6 +72,7 @@ class MultiTaskModel(BaseModel):
             t: float(s.get("loss_weight", 1.0)) for t, s in self.task_settings.items()
         }
         self.aux_loss_weight = aux_loss_weight
+        self.tta = check_tta(tta)
 
         self.backbone = _build(backbone)
         self.decoder = _build(
@@ -145,7 +150,13 @@ class MultiTaskModel(BaseModel):
         self, inputs: torch.Tensor, targets: dict[str, torch.Tensor], meta: list[dict]
     ) -> list[dict]:
         """Per image: ``pred`` (and ``gt`` when targets are given) cropped to the original size."""
-        logits, _ = self._logits(inputs)
+        if self.tta is None:
+            logits, _ = self._logits(inputs)
+        else:
+            divisor = int(getattr(self.data_preprocessor, "size_divisor", None) or 1)
+            logits = tta_logits(
+                lambda x: self._logits(x)[0], inputs, self.tasks, divisor=divisor, **self.tta
+            )
         decoded = {t: get_task(t).decode_logits(logits[t]).cpu() for t in self.tasks}
         gts = {t: v.cpu() for t, v in targets.items() if t in self.tasks}
         results = []

@@ -146,20 +146,37 @@ class ProgressBarHook(Hook):
 class PredictionGridHook(Hook):
     """Write input / ground truth / prediction PNG grids for the first test images.
 
+    Class names and the depth colour-bar range come from the test dataset's ``metainfo`` (the
+    model's ``dataset_meta`` when the dataset has none), see :func:`make_grid`.
+
     Args:
         out_dir: folder for the PNGs (one per image, named after the sample).
         max_images: how many images to draw.
+        value_ranges: task → (low, high) of the colour bar, overriding the dataset's range.
     """
 
     priority = "LOW"
 
-    def __init__(self, out_dir: str, max_images: int = 16) -> None:
+    def __init__(
+        self,
+        out_dir: str,
+        max_images: int = 16,
+        value_ranges: dict[str, tuple[float, float]] | None = None,
+    ) -> None:
         self.out_dir = Path(out_dir)
         self.max_images = max_images
+        self.value_ranges = value_ranges
         self.written = 0
+        self.meta: dict = {}
 
     def before_test_epoch(self, runner) -> None:
         self.written = 0
+        loop = getattr(runner, "_test_loop", None)
+        dataset = getattr(getattr(loop, "dataloader", None), "dataset", None)
+        meta = getattr(dataset, "metainfo", None) or getattr(
+            _unwrap(runner.model), "dataset_meta", None
+        )
+        self.meta = dict(meta or {})
 
     def after_test_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
         if not is_main_process() or data_batch is None:
@@ -170,7 +187,14 @@ class PredictionGridHook(Hook):
                 return
             h, w = sample["meta"].get("ori_shape", image.shape[-2:])
             rgb = image[:, :h, :w].permute(1, 2, 0).cpu().numpy()
-            grid = make_grid(rgb, sample["pred"], sample.get("gt"), num_classes)
+            grid = make_grid(
+                rgb,
+                sample["pred"],
+                sample.get("gt"),
+                num_classes,
+                meta=self.meta,
+                value_ranges=self.value_ranges,
+            )
             name = sample["meta"].get("name", f"{batch_idx:05d}_{self.written}")
             save_grid(grid, output_path(self.out_dir, str(name), ".png"))
             self.written += 1

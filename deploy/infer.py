@@ -1,6 +1,7 @@
 """Predict every task for images with an exported model: ONNX Runtime or a TensorRT engine.
 
-``python deploy/infer.py MODEL IMAGE [IMAGE ...] --out DIR [--backend ort|trt]``
+``python deploy/infer.py MODEL IMAGE [IMAGE ...] --out DIR [--backend ort|trt]
+[--mode pad|resize|slide] [--stride H W]``
 
 MODEL is the export's ``.onnx`` file, its ``.json`` sidecar or its directory (``ort``), or a
 ``.plan`` engine from build_engine.py (``trt``). Pre- and post-processing are the training
@@ -10,11 +11,18 @@ TensorRT; neither torch nor mmengine is imported). For each image and task it wr
 metres, or H×W×3 unit normals) and ``DIR/<image stem>_<task>.png`` (painted as in training
 pictures). The stem is the image's file name without its last suffix.
 
+``--mode`` says how an image meets the exported canvas (:mod:`vision_mtl.runtime.tiling`):
+``pad`` (default) pads images up to the canvas and refuses larger ones; ``resize`` scales an
+image of any size to fit the canvas and resizes the raw outputs back before decoding; ``slide``
+runs overlapping canvas-sized windows (``--stride``, default 2/3 of the canvas) at native
+resolution and averages their raw outputs. Predictions are always at the image's size.
+
 Nothing is written until every input has passed: the sidecar matches its model, every image is
-readable and fits the exported canvas (an error names the file), and no two inputs would write
-the same output name (``a/img.png`` and ``b/img.png``, or names differing only in case, which
-collide on case-insensitive file systems; rename one) nor overwrite an input image. Outputs are
-written to a hidden staging directory in DIR and moved into place once all are written.
+readable and, in ``pad`` mode, fits the exported canvas (an error names the file), and no two
+inputs would write the same output name (``a/img.png`` and ``b/img.png``, or names differing
+only in case, which collide on case-insensitive file systems; rename one) nor overwrite an input
+image. Outputs are written to a hidden staging directory in DIR and moved into place once all
+are written.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ from vision_mtl.runtime import (  # noqa: E402
     read_image,
 )
 from vision_mtl.runtime.sidecar import is_plain_file_name  # noqa: E402
+from vision_mtl.runtime.tiling import MODES, plan_image  # noqa: E402
 from vision_mtl.utils import atomic_write_bytes  # noqa: E402
 
 SUFFIXES = (".npy", ".png")
@@ -49,7 +58,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("images", nargs="+")
     parser.add_argument("--out", required=True)
     parser.add_argument("--backend", choices=["ort", "trt"], default="ort")
+    parser.add_argument(
+        "--mode",
+        choices=MODES,
+        default="pad",
+        help="pad: images up to the canvas; resize: scale to fit; slide: overlapping windows",
+    )
+    parser.add_argument(
+        "--stride",
+        type=positive_int,
+        nargs=2,
+        metavar=("H", "W"),
+        help="slide mode's window stride in pixels (default: 2/3 of the canvas)",
+    )
     return parser.parse_args(argv)
+
+
+def positive_int(text: str) -> int:
+    """An argparse ``type``: an integer >= 1, else a one-sentence parse error."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
 
 
 def build_runner(model: str, backend: str):
@@ -106,14 +139,14 @@ def _key(path: Path) -> str:
     return os.path.normcase(os.path.realpath(path))
 
 
-def read_images(paths: list[str], deployment) -> list[np.ndarray]:
-    """Every image, read and checked against the exported canvas, or an error naming the file."""
+def read_images(paths: list[str], deployment, mode: str = "pad") -> list[np.ndarray]:
+    """Every image, read and checked for ``mode`` (``pad``: fits the canvas), else an error."""
     images = []
     for path in paths:
         if not Path(path).is_file():
             raise SystemExit(f"image {path!r} does not exist or is not a file")
         try:
-            images.append(deployment.check_image(read_image(path), f"image {path!r}"))
+            images.append(deployment.check_image(read_image(path), f"image {path!r}", mode))
         except FileNotFoundError as err:
             raise SystemExit(f"{err} (missing, unreadable or not an image)") from None
     return images
@@ -146,8 +179,12 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, np.ndarray]]:
         runner = build_runner(args.model, args.backend)
         deployment = runner.deployment
         plan = plan_outputs(args.images, deployment.tasks, out)
-        images = read_images(args.images, deployment)
-    except DeploymentError as err:
+        images = read_images(args.images, deployment, args.mode)
+        if args.stride:
+            if args.mode != "slide":
+                raise SystemExit(f"--stride applies to --mode slide only, not {args.mode!r}")
+            plan_image((1, 1), deployment.canvas, "slide", tuple(args.stride))
+    except (DeploymentError, ValueError) as err:
         raise SystemExit(str(err)) from None
     classes = deployment.sidecar.get("num_classes", {})
     rules = deployment.rules  # each prediction is painted as its decoding rule's kind
@@ -156,7 +193,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, np.ndarray]]:
     results = {}
     try:
         for path, image in zip(args.images, images, strict=True):
-            prediction = runner.predict([image])[0]
+            prediction = deployment.predict(runner.run, [image], args.mode, args.stride)[0]
             names = iter(plan[path])
             for task in deployment.tasks:
                 value = prediction[task]

@@ -45,3 +45,10 @@ def test_inference_rejects_bad_images(tmp_path):
         inference(model, tmp_path / "absent.png")
     with pytest.raises(ValueError, match="H×W×3 uint8"):
         inference(model, np.zeros((8, 8), np.float32))
+    good = np.zeros((8, 8, 3), np.uint8)
+    with pytest.raises(
+        ValueError, match=r"^image 1 must be H×W×3 uint8 RGB, got \(8, 8\) float32$"
+    ):
+        inference(model, [good, np.zeros((8, 8), np.float32)], mode="resize")
+    with pytest.raises(ValueError, match=r"inference mode 'crop' is unknown; expected one of"):
+        inference(model, good, mode="crop")

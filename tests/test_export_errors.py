@@ -137,8 +137,8 @@ def test_infer_checks_every_image_before_writing(export, tmp_path):
         run("deploy/infer.py", export.out / "model.json", fits, too_large, "--out", out)
     )
     assert message == (
-        f"image '{too_large}' is 40x70, larger than the exported canvas 32x64; resize it or "
-        "export with --shape"
+        f"image '{too_large}' is 40x70, larger than the exported canvas 32x64; use mode 'resize' "
+        "(scale to fit) or 'slide' (overlapping windows) instead of 'pad', or export with --shape"
     )
     assert contents(out) == ["keep"]
 

@@ -10,7 +10,8 @@ A :class:`Deployment` turns images into the graph's input and the graph's output
 predictions exactly as the sidecar describes them: normalization and canvas from ``input``
 (:mod:`vision_mtl.runtime.preprocess`), each output decoded by the rule recorded in ``outputs``
 (:mod:`vision_mtl.runtime.decode`), cropped to the image and laid out as
-:func:`vision_mtl.apis.inference` returns predictions (vectors H×W×C).
+:func:`vision_mtl.apis.inference` returns predictions (vectors H×W×C). :meth:`Deployment.predict`
+takes images of any size in the ``resize`` and ``slide`` modes (:mod:`vision_mtl.runtime.tiling`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from vision_mtl.runtime.sidecar import (
     is_plain_file_name,
     read_json,
 )
+from vision_mtl.runtime.tiling import Run, check_mode, predict_images
 
 REQUIRED_KEYS = ("format", "onnx", "onnx_sha256", "input", "outputs")
 REEXPORT = "export (or quantize) the model again"
@@ -61,16 +63,51 @@ class Deployment:
         """Task → its decoding rule, as the sidecar records it."""
         return {o["task"]: get_rule(o["decode"]) for o in self.sidecar["outputs"]}
 
-    def check_image(self, image: np.ndarray, name: str) -> np.ndarray:
-        """``image`` as an array if the graph can take it, else an error naming it.
+    @property
+    def max_batch(self) -> int:
+        """The most images one graph call takes: the batch profile's maximum, else 1."""
+        profile = self.sidecar.get("batch_profile") or {}
+        return int(profile.get("max") or 1)
+
+    def check_image(self, image: np.ndarray, name: str, mode: str = "pad") -> np.ndarray:
+        """``image`` as an array if the graph can take it in ``mode``, else an error naming it.
 
         Callers that read files check every image with its file name before any output is
         written; :meth:`preprocess` checks again, naming the position in the batch.
 
         Raises:
-            DeploymentError: not H×W×3 uint8 RGB, or larger than the exported canvas.
+            DeploymentError: not H×W×3 uint8 RGB, or larger than the exported canvas in
+                ``pad`` mode (``resize`` and ``slide`` take any size).
         """
-        return check_image(image, self.canvas, name)
+        return check_image(image, self.canvas if check_mode(mode) == "pad" else None, name)
+
+    def predict(
+        self,
+        run: Run,
+        images: list[np.ndarray],
+        mode: str = "pad",
+        stride: tuple[int, int] | None = None,
+    ) -> list[dict[str, np.ndarray]]:
+        """Per image, task → prediction at the image's size, in any inference mode.
+
+        Args:
+            run: a runner's ``run`` (canvas batch → raw outputs per task).
+            images: H×W×3 uint8 RGB arrays of any size (``pad``: at most the canvas).
+            mode: ``pad``, ``resize`` or ``slide`` (:mod:`vision_mtl.runtime.tiling`).
+            stride: ``slide``'s stride in pixels (default 2/3 of the canvas).
+        """
+        spec = self.sidecar["input"]
+        return predict_images(
+            images,
+            run,
+            self.canvas,
+            spec["mean"],
+            spec["std"],
+            self.rules,
+            mode,
+            stride,
+            self.max_batch,
+        )
 
     def preprocess(self, images: list[np.ndarray]) -> tuple[np.ndarray, list[tuple[int, int]]]:
         """Normalize and pad images to the canvas; returns the batch and each image's size."""

@@ -4,6 +4,8 @@ The training pre-processing in NumPy (:class:`~vision_mtl.models.MultiTaskDataPr
 an H×W×3 uint8 RGB image is normalized with the sidecar's mean and std, transposed to 3×H×W
 and padded at the bottom/right with 0 (after normalization) to the exported canvas. Outputs are
 cropped back to the image's size after decoding (:meth:`~vision_mtl.runtime.Deployment.postprocess`).
+This is the ``pad`` mode; images larger than the canvas take the ``resize`` or ``slide`` mode of
+:mod:`vision_mtl.runtime.tiling`, which builds on these functions.
 """
 
 from __future__ import annotations
@@ -34,12 +36,13 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-def check_image(image: np.ndarray, canvas: tuple[int, int], name: str) -> np.ndarray:
-    """``image`` as an array if a graph exported at ``canvas`` can take it.
+def check_image(image: np.ndarray, canvas: tuple[int, int] | None, name: str) -> np.ndarray:
+    """``image`` as an array if a graph exported at ``canvas`` can take it padded (``pad`` mode).
 
     Args:
         image: the image.
-        canvas: the exported (H, W).
+        canvas: the exported (H, W); ``None`` checks the format only (the ``resize`` and
+            ``slide`` modes of :mod:`vision_mtl.runtime.tiling` take any size).
         name: how messages name it (``"image 'a.png'"``, ``"image 0"``).
 
     Raises:
@@ -48,12 +51,15 @@ def check_image(image: np.ndarray, canvas: tuple[int, int], name: str) -> np.nda
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise DeploymentError(f"{name} must be H×W×3 uint8 RGB, got {image.shape} {image.dtype}")
+    if canvas is None:
+        return image
     height, width = canvas
     h, w = image.shape[:2]
     if h > height or w > width:
         raise DeploymentError(
-            f"{name} is {h}x{w}, larger than the exported canvas {height}x{width}; "
-            "resize it or export with --shape"
+            f"{name} is {h}x{w}, larger than the exported canvas {height}x{width}; use mode "
+            "'resize' (scale to fit) or 'slide' (overlapping windows) instead of 'pad', or "
+            "export with --shape"
         )
     return image
 

@@ -11,6 +11,16 @@ TensorRT; neither torch nor mmengine is imported). For each image and task it wr
 metres, or H×W×3 unit normals) and ``DIR/<image stem>_<task>.png`` (painted as in training
 pictures). The stem is the image's file name without its last suffix.
 
+``--picture`` chooses the PNG: ``map`` (default: the painted prediction alone, black where there is
+no value, as before), ``side`` (the input beside the painted prediction) or ``overlay`` (the
+prediction blended over the input, ``--alpha``); ``side`` and ``overlay`` hatch pixels without a
+value as the training pictures do (docs/pictures.md).
+
+A video file (``.mp4``, ``.avi``, ``.mov``, ``.mkv``, ``.webm``) or a camera index (``0``) as the
+only input writes ``DIR/<stem>_<task>.avi``: every frame with ``--video-task``'s prediction blended
+over it (``--max-frames`` stops a camera), and prints frames per second end to end and of the
+model alone.
+
 ``--mode`` says how an image meets the exported canvas (:mod:`vision_mtl.runtime.tiling`):
 ``pad`` (default) pads images up to the canvas and refuses larger ones; ``resize`` scales an
 image of any size to fit the canvas and resizes the raw outputs back before decoding; ``slide``
@@ -38,6 +48,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from video import annotate_video, is_video_source  # noqa: E402
+
 from vision_mtl.runtime import (  # noqa: E402
     DeploymentError,
     OrtRunner,
@@ -45,6 +57,7 @@ from vision_mtl.runtime import (  # noqa: E402
     load_deployment,
     read_image,
 )
+from vision_mtl.runtime.colorize import overlay  # noqa: E402
 from vision_mtl.runtime.sidecar import is_plain_file_name  # noqa: E402
 from vision_mtl.runtime.tiling import MODES, plan_image  # noqa: E402
 from vision_mtl.utils import atomic_write_bytes  # noqa: E402
@@ -71,7 +84,60 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar=("H", "W"),
         help="slide mode's window stride in pixels (default: 2/3 of the canvas)",
     )
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--picture",
+        choices=["map", "side", "overlay"],
+        default="map",
+        help="PNG: the painted map, the input beside it, or the map blended over the input",
+    )
+    parser.add_argument("--alpha", type=float, default=0.5, help="overlay weight of the map")
+    parser.add_argument("--video-task", help="task blended over video frames (default: first)")
+    parser.add_argument(
+        "--max-frames", type=positive_int, help="stop a video or camera after N frames"
+    )
+    args = parser.parse_args(argv)
+    if not 0.0 <= args.alpha <= 1.0:
+        parser.error(f"argument --alpha: must lie in [0, 1], got {args.alpha}")
+    return args
+
+
+def picture(kind: str, image: np.ndarray, painted: np.ndarray, alpha: float) -> np.ndarray:
+    """The PNG's content for ``--picture kind``."""
+    if kind == "side":
+        return np.concatenate([image, painted], axis=1)
+    if kind == "overlay":
+        return overlay(image, painted, alpha)
+    return painted
+
+
+def run_video(args, runner, deployment, out: Path) -> dict:
+    """The video/camera path of :func:`main` (see the module docstring)."""
+    source = args.images[0]
+    task = args.video_task or deployment.tasks[0]
+    if task not in deployment.tasks:
+        raise SystemExit(f"--video-task {task!r} is not one of {list(deployment.tasks)}")
+    stem = f"camera{source}" if source.isdigit() else Path(source).stem
+    classes = deployment.sidecar.get("num_classes", {})
+    rules = deployment.rules
+
+    def predict(frame: np.ndarray) -> dict:
+        frame = deployment.check_image(frame, f"a frame of {source!r}", args.mode)
+        return deployment.predict(runner.run, [frame], args.mode, args.stride)[0]
+
+    def paint(name: str, value: np.ndarray) -> np.ndarray:
+        return colorize(rules[name].colormap, value, classes.get(name), hatch_invalid=True)
+
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / f"{stem}_{task}.avi"
+    try:
+        stats = annotate_video(source, target, predict, paint, task, args.alpha, args.max_frames)
+    except (DeploymentError, ValueError) as err:
+        raise SystemExit(str(err)) from None
+    print(
+        f"wrote {target}: {stats['frames']} frames, {stats['fps']:.1f} frames/s end to end, "
+        f"{stats['model_fps']:.1f} frames/s for the model ({args.mode} mode)"
+    )
+    return dict(video=str(target), **stats)
 
 
 def positive_int(text: str) -> int:
@@ -178,6 +244,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, np.ndarray]]:
     try:
         runner = build_runner(args.model, args.backend)
         deployment = runner.deployment
+        if len(args.images) == 1 and is_video_source(args.images[0]):
+            return run_video(args, runner, deployment, out)
         plan = plan_outputs(args.images, deployment.tasks, out)
         images = read_images(args.images, deployment, args.mode)
         if args.stride:
@@ -199,8 +267,12 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, np.ndarray]]:
                 value = prediction[task]
                 atomic_write_bytes(_npy_bytes(value), stage / next(names))
                 png = next(names)
-                painted = colorize(rules[task].colormap, value, classes.get(task))
-                atomic_write_bytes(_png_bytes(painted, png), stage / png)
+                hatched = args.picture != "map"  # beside the input: one hatch for "no value"
+                painted = colorize(
+                    rules[task].colormap, value, classes.get(task), hatch_invalid=hatched
+                )
+                content = picture(args.picture, image, painted, args.alpha)
+                atomic_write_bytes(_png_bytes(content, png), stage / png)
             results[Path(path).stem] = prediction
         for names in plan.values():
             for name in names:

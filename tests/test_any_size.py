@@ -209,3 +209,49 @@ def test_infer_stride_flag(setup, tmp_path):
         infer.main([*base, "--mode", "resize", "--stride", "16", "32"])
     with pytest.raises(SystemExit, match=r"slide stride \[33, 32\] must be two positive integers"):
         infer.main([*base, "--mode", "slide", "--stride", "33", "32"])
+
+
+def test_pictures_beside_and_over_the_input(setup, tmp_path):
+    """``--picture side|overlay`` put the input in the PNG; hatch marks pixels with no value."""
+    _, out, images, paths, _ = setup
+    infer = load_tool_from_deploy("infer")
+    base = [str(out / "model.json"), str(paths["crop"]), "--mode", "resize"]
+    side = tmp_path / "side"
+    infer.main([*base, "--out", str(side), "--picture", "side"])
+    png = cv2.cvtColor(cv2.imread(str(side / "crop_semseg.png")), cv2.COLOR_BGR2RGB)
+    assert png.shape == (300, 900, 3)
+    np.testing.assert_array_equal(png[:, :450], images["crop"])
+    plain = tmp_path / "plain"
+    infer.main([*base, "--out", str(plain), "--picture", "overlay", "--alpha", "0"])
+    pure = cv2.cvtColor(cv2.imread(str(plain / "crop_depth.png")), cv2.COLOR_BGR2RGB)
+    np.testing.assert_array_equal(pure, images["crop"])  # alpha 0: the input itself
+    with pytest.raises(SystemExit):
+        infer.main([*base, "--out", str(plain), "--alpha", "1.5"])
+
+
+def test_a_video_becomes_an_annotated_video_with_frames_per_second(setup, tmp_path, capsys):
+    model, out, images, _, _ = setup
+    video = tmp_path / "walk.avi"
+    frames = [np.roll(images["crop"], 7 * i, axis=1) for i in range(5)]
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5.0, (450, 300))
+    for frame in frames:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    infer = load_tool_from_deploy("infer")
+    argv = [str(out / "model.json"), str(video), "--out", str(tmp_path / "o"), "--mode", "resize"]
+    stats = infer.main([*argv, "--video-task", "semseg", "--max-frames", "4"])
+    assert stats["frames"] == 4 and stats["fps"] > 0
+    assert re.search(r"4 frames, [\d.]+ frames/s end to end", capsys.readouterr().out)
+    written = cv2.VideoCapture(str(tmp_path / "o" / "walk_semseg.avi"))
+    count = 0
+    while True:
+        ok, frame = written.read()
+        if not ok:
+            break
+        count += 1
+        assert frame.shape == (300, 450, 3)
+    assert count == 4
+    with pytest.raises(SystemExit, match="--video-task 'sky' is not one of"):
+        infer.main([*argv, "--video-task", "sky"])
+    with pytest.raises(SystemExit, match="video .*missing.avi' does not exist"):
+        infer.main([str(out / "model.json"), str(tmp_path / "missing.avi"), "--out", str(tmp_path)])

@@ -50,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from video import annotate_video, is_video_source  # noqa: E402
 
+from vision_mtl.input_size import positive_int  # noqa: E402
 from vision_mtl.runtime import (  # noqa: E402
     DeploymentError,
     OrtRunner,
@@ -138,17 +139,6 @@ def run_video(args, runner, deployment, out: Path) -> dict:
         f"{stats['model_fps']:.1f} frames/s for the model ({args.mode} mode)"
     )
     return dict(video=str(target), **stats)
-
-
-def positive_int(text: str) -> int:
-    """An argparse ``type``: an integer >= 1, else a one-sentence parse error."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
 
 
 def build_runner(model: str, backend: str):

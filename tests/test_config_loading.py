@@ -4,8 +4,8 @@ trained checkpoints that need no ImageNet file."""
 from __future__ import annotations
 
 import pytest
-import torch
 from conftest import QUICKSTART, ROOT, TINY_OPTIONS, load_tool
+from test_pruning import _run_schedulers
 
 from vision_mtl.apis import init_model, load_config
 
@@ -44,31 +44,10 @@ def test_data_root_on_a_generated_dataset_is_refused():
         load_config(QUICKSTART, data_root="data/anything")
 
 
-def _lr_curve(cfg, iters: int) -> list[float]:
-    """The learning rate of every iteration under the config's schedulers, built by mmengine."""
-    from mmengine.optim import OptimWrapper
-    from mmengine.registry import PARAM_SCHEDULERS
-
-    weight = torch.nn.Parameter(torch.ones(1))
-    wrapper = OptimWrapper(torch.optim.AdamW([weight], lr=1e-3))
-    built = [
-        PARAM_SCHEDULERS.build(dict(s), default_args=dict(optimizer=wrapper))
-        for s in cfg.param_scheduler
-    ]
-    curve = []
-    for _ in range(iters):
-        curve.append(wrapper.get_lr()["lr"][0])
-        weight.grad = torch.ones(1)
-        wrapper.step()
-        for scheduler in built:
-            scheduler.step()
-    return curve
-
-
 def test_a_shorter_run_gets_the_whole_schedule():
     cfg = load_config(QUICKSTART, {"train_cfg.max_iters": 60})
     assert [s["end"] for s in cfg.param_scheduler] == [4, 60]  # warm-up 50/800 → 4/60
-    curve = _lr_curve(cfg, 60)
+    curve = _run_schedulers(list(cfg.param_scheduler), 60)
     peak = max(curve)
     assert curve[0] < 0.05 * peak and curve[-1] < 0.1 * peak  # warms up, then decays to ~0
     assert curve.index(peak) <= 5

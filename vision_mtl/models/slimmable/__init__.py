@@ -1,4 +1,9 @@
-"""Slimmable timm backbones: one shared parameter set, the first k channels per width."""
+"""Slimmable multitask models: one shared parameter set, the first k channels per width.
+
+Backbones (timm ViT, ResNet) are converted by :func:`make_slimmable`; a whole MultiTaskModel with
+the baseline decoder by :func:`make_model_slimmable`, whose encoder, decoder and per-task widths
+are set together by :func:`set_configuration` / :func:`configuration`.
+"""
 
 from vision_mtl.models.slimmable.convert import (
     DEFAULT_WIDTHS,
@@ -17,6 +22,12 @@ from vision_mtl.models.slimmable.layers import (
     SwitchableBatchNorm2d,
     channels_at,
 )
+from vision_mtl.models.slimmable.model import (
+    configuration,
+    make_model_slimmable,
+    set_configuration,
+    width_slots,
+)
 
 __all__ = [
     "DEFAULT_WIDTHS",
@@ -26,6 +37,10 @@ __all__ = [
     "SwitchableBatchNorm2d",
     "active_width",
     "channels_at",
+    "configuration",
+    "make_model_slimmable",
+    "set_configuration",
+    "width_slots",
     "check_width",
     "get_width",
     "make_slimmable",

@@ -28,6 +28,13 @@ from vision_mtl.models.slimmable.model import (
     set_configuration,
     width_slots,
 )
+from vision_mtl.models.slimmable.sandwich import (
+    cikd_loss,
+    distillation_loss,
+    sample_configurations,
+    sandwich_generator,
+    sandwich_train_step,
+)
 
 __all__ = [
     "DEFAULT_WIDTHS",
@@ -37,6 +44,11 @@ __all__ = [
     "SwitchableBatchNorm2d",
     "active_width",
     "channels_at",
+    "cikd_loss",
+    "distillation_loss",
+    "sample_configurations",
+    "sandwich_generator",
+    "sandwich_train_step",
     "configuration",
     "make_model_slimmable",
     "set_configuration",

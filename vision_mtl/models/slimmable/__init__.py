@@ -35,6 +35,7 @@ from vision_mtl.models.slimmable.sandwich import (
     sandwich_generator,
     sandwich_train_step,
 )
+from vision_mtl.models.slimmable.static import static_model, width_record
 
 __all__ = [
     "DEFAULT_WIDTHS",
@@ -59,4 +60,6 @@ __all__ = [
     "out_channels_at",
     "set_width",
     "slimmable_widths",
+    "static_model",
+    "width_record",
 ]

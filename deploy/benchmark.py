@@ -13,8 +13,6 @@ fix the clocks first (deploy/jetson/README.md).
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import sys
 from pathlib import Path
 
@@ -27,32 +25,7 @@ from infer import build_runner  # noqa: E402
 from vision_mtl.export.timing import measure_latency  # noqa: E402
 from vision_mtl.export.validate import int_at_least  # noqa: E402
 from vision_mtl.runtime import DeploymentError  # noqa: E402
-from vision_mtl.utils import atomic_write_bytes  # noqa: E402
-
-
-def write_report(report: dict, path: Path) -> None:
-    """Write the figures as strict JSON, atomically (as :func:`vision_mtl.apis.runner.write_json`).
-
-    A non-finite figure is written as ``null`` and listed under ``non_finite`` (key path →
-    ``"inf"``), so strict parsers read the file; the training stack is not imported for this.
-    """
-    non_finite = {}
-
-    def safe(value, name: str):
-        if isinstance(value, dict):
-            return {k: safe(v, f"{name}{k}.") for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [safe(v, f"{name}{i}.") for i, v in enumerate(value)]
-        if isinstance(value, float) and not math.isfinite(value):
-            non_finite[name[:-1]] = str(value)
-            return None
-        return value
-
-    data = safe(report, "")
-    if non_finite:
-        data["non_finite"] = non_finite
-    text = json.dumps(data, indent=2, sort_keys=True, allow_nan=False)
-    atomic_write_bytes(text.encode(), path)
+from vision_mtl.utils import write_json  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -107,7 +80,7 @@ def main(argv: list[str] | None = None) -> dict:
         f"post {post['median_ms']:.2f} ms)"
     )
     if args.out:
-        write_report(report, Path(args.out))
+        write_json(report, Path(args.out))
     return report
 
 

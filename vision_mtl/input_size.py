@@ -18,6 +18,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from vision_mtl.utils import int_at_least
+
 __all__ = ["InputSizeError", "add_shape_argument", "config_input_size", "positive_int"]
 
 
@@ -25,15 +27,8 @@ class InputSizeError(ValueError):
     """No input size can be found, or a given one does not fit the config's preprocessor."""
 
 
-def positive_int(text: str) -> int:
-    """An argparse ``type``: an integer >= 1, else a one-sentence parse error."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
+#: An argparse ``type``: an integer >= 1, else a one-sentence parse error.
+positive_int = int_at_least(1, "must be a positive integer")
 
 
 def add_shape_argument(parser: argparse.ArgumentParser, what: str = "input size") -> None:

@@ -1,4 +1,4 @@
-"""File helpers every layer may use: atomic writes and checkpoint files.
+"""File helpers every layer may use: atomic writes, strict JSON and checkpoint files.
 
 Nothing here imports torch or mmengine at module import (``deploy/`` uses the atomic writer on
 machines without the training stack); :func:`read_checkpoint` imports torch when called.
@@ -6,6 +6,9 @@ machines without the training stack); :func:`read_checkpoint` imports torch when
 
 from __future__ import annotations
 
+import argparse
+import json
+import math
 import os
 import pickle
 import tempfile
@@ -50,6 +53,67 @@ def atomic_write_bytes(data: bytes, path: str | os.PathLike) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def int_at_least(minimum: int, requirement: str | None = None):
+    """An argparse ``type`` accepting integers >= ``minimum``, so a bad count fails at parsing.
+
+    ``requirement`` words the error (default ``"must be at least <minimum>"``).
+    """
+    requirement = requirement or f"must be at least {minimum}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{requirement}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+def json_safe(data):
+    """``data`` with every non-finite float replaced by ``None`` (strict JSON has no NaN)."""
+    if isinstance(data, dict):
+        return {key: json_safe(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [json_safe(value) for value in data]
+    if isinstance(data, float) and not math.isfinite(data):
+        return None
+    return data
+
+
+def _non_finite(data, prefix: str = "") -> dict[str, str]:
+    """``key path → 'nan' | 'inf' | '-inf'`` for every non-finite float in ``data``."""
+    found = {}
+    items = data.items() if isinstance(data, dict) else enumerate(data)
+    for key, value in items:
+        name = f"{prefix}{key}"
+        if isinstance(value, (dict, list, tuple)):
+            found.update(_non_finite(value, name + "."))
+        elif isinstance(value, float) and not math.isfinite(value):
+            found[name] = str(value)
+    return found
+
+
+def write_json(data: dict, path: str | os.PathLike) -> None:
+    """Write ``data`` as strict JSON through a temporary file (never a partial file).
+
+    A non-finite number (a metric that is undefined, e.g. NaN when no pixel is valid) is
+    written as ``null``, and its original value is listed under ``"non_finite"`` (key path →
+    ``"nan"``/``"inf"``/``"-inf"``), so strict parsers read the file and nothing is hidden.
+    """
+    non_finite = _non_finite(data)
+    safe = json_safe(data)
+    if non_finite:
+        if "non_finite" in safe:
+            raise KeyError("write_json: 'non_finite' is reserved for the non-finite values list")
+        safe["non_finite"] = non_finite
+    text = json.dumps(safe, indent=2, sort_keys=True, allow_nan=False)
+    atomic_write_bytes(text.encode(), path)
 
 
 def resolve_checkpoint(path: str | os.PathLike) -> str:

@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> dict:
     from vision_mtl.export.verified import export_verified
     from vision_mtl.input_size import config_input_size
     from vision_mtl.runtime import OrtRunner
+    from vision_mtl.utils import write_json
 
     model = init_model(args.config, args.checkpoint, device="cpu")
     canvas = config_input_size(load_config(args.config))
@@ -61,8 +62,7 @@ def main(argv: list[str] | None = None) -> dict:
                 key = f"{name} {photo.shape[0]}x{photo.shape[1]} {mode}"
                 report["photos"][key] = dict(torch_s=torch_s, ort_s=ort_s, differences=diffs)
                 print(key, json.dumps(report["photos"][key]))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2))
+    write_json(report, args.out)
     return report
 
 

@@ -5,9 +5,6 @@ The tools only parse arguments; everything they do lives here so tests reach it.
 
 from __future__ import annotations
 
-import json
-import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +18,7 @@ from vision_mtl.engine import register_all_modules
 from vision_mtl.engine.distributed import prepare_cpu_distributed
 from vision_mtl.engine.runner import VisionMTLRunner
 from vision_mtl.engine.workdir_lock import WorkDirLock, WorkDirLockHook
-from vision_mtl.utils import atomic_write_bytes, resolve_checkpoint
+from vision_mtl.utils import resolve_checkpoint, write_json  # noqa: F401 (API)
 
 
 def _set_launcher(cfg: Config, launcher: str) -> None:
@@ -145,44 +142,3 @@ def build_test_runner(
     runner.strict_load = strict_load
     runner.load_checkpoint(resolve_checkpoint(checkpoint))
     return runner
-
-
-def json_safe(data):
-    """``data`` with every non-finite float replaced by ``None`` (strict JSON has no NaN)."""
-    if isinstance(data, dict):
-        return {key: json_safe(value) for key, value in data.items()}
-    if isinstance(data, (list, tuple)):
-        return [json_safe(value) for value in data]
-    if isinstance(data, float) and not math.isfinite(data):
-        return None
-    return data
-
-
-def _non_finite(data, prefix: str = "") -> dict[str, str]:
-    """``key path → 'nan' | 'inf' | '-inf'`` for every non-finite float in ``data``."""
-    found = {}
-    items = data.items() if isinstance(data, dict) else enumerate(data)
-    for key, value in items:
-        name = f"{prefix}{key}"
-        if isinstance(value, (dict, list, tuple)):
-            found.update(_non_finite(value, name + "."))
-        elif isinstance(value, float) and not math.isfinite(value):
-            found[name] = str(value)
-    return found
-
-
-def write_json(data: dict, path: str | os.PathLike) -> None:
-    """Write ``data`` as strict JSON through a temporary file (never a partial file).
-
-    A non-finite number (a metric that is undefined, e.g. NaN when no pixel is valid) is
-    written as ``null``, and its original value is listed under ``"non_finite"`` (key path →
-    ``"nan"``/``"inf"``/``"-inf"``), so strict parsers read the file and nothing is hidden.
-    """
-    non_finite = _non_finite(data)
-    safe = json_safe(data)
-    if non_finite:
-        if "non_finite" in safe:
-            raise KeyError("write_json: 'non_finite' is reserved for the non-finite values list")
-        safe["non_finite"] = non_finite
-    text = json.dumps(safe, indent=2, sort_keys=True, allow_nan=False)
-    atomic_write_bytes(text.encode(), path)

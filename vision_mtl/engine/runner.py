@@ -110,10 +110,11 @@ class VisionMTLRunner(Runner):
         """Load ``filename`` into the model; strict unless ``strict_load`` is ``False``."""
         strict = self.strict_load if strict is None else strict
         revise_keys = [(r"^module\.", "")] if revise_keys is None else revise_keys
-        check_checkpoint_file(filename)
-        if strict:
+        if strict:  # read_checkpoint checks the file too
             model = self.model.module if is_model_wrapper(self.model) else self.model
             check_checkpoint_fits(
                 model, read_checkpoint(filename, mmap=True), filename, revise_keys
             )
+        else:
+            check_checkpoint_file(filename)
         return super().load_checkpoint(filename, map_location, strict, revise_keys)

@@ -2,15 +2,13 @@
 
 The sidecar checks (format, digest, checksums, safe names, outputs) are the edge runtime's,
 :mod:`vision_mtl.runtime.sidecar`, re-exported here under the names the export tools have always
-used. Also re-exported: :func:`load_onnx` (:mod:`vision_mtl.runtime.onnx_model`). What is left here
-is for command lines (:func:`int_at_least`).
+used. Also re-exported: :func:`load_onnx` (:mod:`vision_mtl.runtime.onnx_model`) and, for command
+lines, :func:`int_at_least` (:mod:`vision_mtl.utils`).
 
 This module needs neither torch nor onnxruntime at import time (``deploy/`` uses it).
 """
 
 from __future__ import annotations
-
-import argparse
 
 from vision_mtl.runtime.onnx_model import load_onnx
 from vision_mtl.runtime.sidecar import (
@@ -27,6 +25,7 @@ from vision_mtl.runtime.sidecar import (
     sidecar_bytes,
     sidecar_digest,
 )
+from vision_mtl.utils import int_at_least
 
 __all__ = [
     "DIGEST_KEY",
@@ -44,19 +43,3 @@ __all__ = [
     "sidecar_bytes",
     "sidecar_digest",
 ]
-
-
-def int_at_least(minimum: int):
-    """An argparse ``type`` accepting integers >= ``minimum``, so a bad count fails at parsing."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
-        return value
-
-    parse.__name__ = f"integer >= {minimum}"
-    return parse

@@ -6,23 +6,13 @@
 # vit_large_patch16_384.augreg_in21k_ft_in1k (model.safetensors) to the path below, or set
 # model.backbone.pretrained=None. A config adds the canvas (data_preprocessor size or size_divisor,
 # backbone img_size) and the tasks.
+# Everything else as the ViT-B/16 base: only the backbone differs.
+_base_ = "./taskexpert_vit-b16.py"
+
 model = dict(
-    type="MultiTaskModel",
-    data_preprocessor=dict(type="MultiTaskDataPreprocessor"),
     backbone=dict(
-        type="TimmBackbone",
         model_name="vit_large_patch16_384",
         out_indices=[5, 11, 17, 23],
         pretrained="pretrained/vit_large_patch16_384.augreg_in21k_ft_in1k.safetensors",
-        model_kwargs=dict(drop_path_rate=0.15, dynamic_img_size=True),
-    ),
-    decoder=dict(
-        type="TaskExpertDecoder",
-        num_experts=8,
-        channels=256,
-        memory_update="residual",
-        supervise_levels=True,
-        out_stride=4,
-    ),
-    head=dict(type="ConvHead", num_convs=1),
+    )
 )

@@ -131,3 +131,30 @@ def assert_decoder_exports(decoder, feats, tasks, path) -> None:
     names = [f"level{i}" for i in range(len(feats))]
     graph = assert_onnx_parity(Wrapper(), tuple(feats), names, path, tasks)
     assert not {n.op_type for n in graph.graph.node} & {"Loop", "If"}
+
+
+def run_schedulers(schedulers: list, iters: int) -> list[float]:
+    """Build ``schedulers`` with mmengine on a real AdamW and step a training run of ``iters``.
+
+    Returns the learning rate of every iteration (what the Runner's ParamSchedulerHook does:
+    ``optimizer.step()`` then every scheduler's ``step()``).
+    """
+    from mmengine.optim import OptimWrapper
+    from mmengine.registry import PARAM_SCHEDULERS
+
+    weight = torch.nn.Parameter(torch.ones(1))
+    wrapper = OptimWrapper(torch.optim.AdamW([weight], lr=1e-3))
+    built = [
+        PARAM_SCHEDULERS.build(
+            dict(s, end=s.get("end", iters)), default_args=dict(optimizer=wrapper)
+        )
+        for s in schedulers
+    ]
+    lrs = []
+    for _ in range(iters):
+        lrs.append(wrapper.get_lr()["lr"][0])
+        weight.grad = torch.ones(1)
+        wrapper.step()
+        for scheduler in built:
+            scheduler.step()
+    return lrs

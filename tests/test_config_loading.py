@@ -4,8 +4,7 @@ trained checkpoints that need no ImageNet file."""
 from __future__ import annotations
 
 import pytest
-from conftest import QUICKSTART, ROOT, TINY_OPTIONS, load_tool
-from test_pruning import _run_schedulers
+from conftest import QUICKSTART, ROOT, TINY_OPTIONS, load_tool, run_schedulers
 
 from vision_mtl.apis import init_model, load_config
 
@@ -47,7 +46,7 @@ def test_data_root_on_a_generated_dataset_is_refused():
 def test_a_shorter_run_gets_the_whole_schedule():
     cfg = load_config(QUICKSTART, {"train_cfg.max_iters": 60})
     assert [s["end"] for s in cfg.param_scheduler] == [4, 60]  # warm-up 50/800 → 4/60
-    curve = _run_schedulers(list(cfg.param_scheduler), 60)
+    curve = run_schedulers(list(cfg.param_scheduler), 60)
     peak = max(curve)
     assert curve[0] < 0.05 * peak and curve[-1] < 0.1 * peak  # warms up, then decays to ~0
     assert curve.index(peak) <= 5

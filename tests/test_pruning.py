@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from conftest import TINY_BACKBONES, assert_onnx_parity, load_tool
+from conftest import TINY_BACKBONES, assert_onnx_parity, load_tool, run_schedulers
 
 from vision_mtl.apis import init_model
 from vision_mtl.compress import PruningError, apply_record, prune
@@ -252,33 +252,6 @@ def test_bad_records_are_refused():
         prune(_model(), torch.zeros(1, 3, 32, 64), 0.3, "taylor")
 
 
-def _run_schedulers(schedulers: list, iters: int) -> list[float]:
-    """Build ``schedulers`` with mmengine on a real AdamW and step a training run of ``iters``.
-
-    Returns the learning rate of every iteration (what the Runner's ParamSchedulerHook does:
-    ``optimizer.step()`` then every scheduler's ``step()``).
-    """
-    from mmengine.optim import OptimWrapper
-    from mmengine.registry import PARAM_SCHEDULERS
-
-    weight = torch.nn.Parameter(torch.ones(1))
-    wrapper = OptimWrapper(torch.optim.AdamW([weight], lr=1e-3))
-    built = [
-        PARAM_SCHEDULERS.build(
-            dict(s, end=s.get("end", iters)), default_args=dict(optimizer=wrapper)
-        )
-        for s in schedulers
-    ]
-    lrs = []
-    for _ in range(iters):
-        lrs.append(wrapper.get_lr()["lr"][0])
-        weight.grad = torch.ones(1)
-        wrapper.step()
-        for scheduler in built:
-            scheduler.step()
-    return lrs
-
-
 @pytest.mark.parametrize("iters", [1, 2, 8])
 def test_short_finetuning_keeps_a_valid_contiguous_schedule(iters, tmp_path):
     from conftest import QUICKSTART
@@ -300,7 +273,7 @@ def test_short_finetuning_keeps_a_valid_contiguous_schedule(iters, tmp_path):
     assert types == (["PolyLR"] if iters < 4 else ["LinearLR", "PolyLR"])
     if iters == 8:
         assert bounds == [(0, 2), (2, 8)]
-    lrs = _run_schedulers(tuned.param_scheduler, iters)
+    lrs = run_schedulers(tuned.param_scheduler, iters)
     assert all(0 <= lr <= 1e-3 for lr in lrs) and max(lrs) == pytest.approx(1e-3), lrs
     if iters == 8:  # the warm-up starts at 1% of the rate and reaches it; then the decay
         assert lrs[:3] == pytest.approx([1e-5, 1e-3, 1e-3]) and lrs[3] < 1e-3

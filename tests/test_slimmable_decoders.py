@@ -157,10 +157,10 @@ def test_unknown_slot_and_untrained_width_are_refused():
         model(_input(), mode="tensor")
     with pytest.raises(ValueError, match="already slimmable"):
         make_decoder_slimmable(model.decoder, model.heads)
-    expert = _model(decoder="TaskExpertDecoder")
-    with pytest.raises(TypeError, match=r"TaskExpertDecoder is not slimmable yet.*Baseline"):
-        make_model_slimmable(expert)
-    assert not isinstance(expert.backbone.model.blocks[0].mlp.fc1, SlimLinear)  # left as it was
+    invpt = _model(decoder="CrossTaskAttentionDecoder")
+    with pytest.raises(TypeError, match=r"CrossTaskAttentionDecoder is not slimmable yet.*Base"):
+        make_model_slimmable(invpt)
+    assert not isinstance(invpt.backbone.model.blocks[0].mlp.fc1, SlimLinear)  # left as it was
 
 
 def test_narrowest_configuration_trains_only_the_first_channels():

@@ -10,7 +10,11 @@ from vision_mtl.engine.checkpoint import (
     AtomicLocalBackend,
     register_atomic_backend,
 )
-from vision_mtl.engine.distributed import CPUDistributedDataParallel, prepare_cpu_distributed
+from vision_mtl.engine.distributed import (
+    CPUDistributedDataParallel,
+    SlimmableDistributedDataParallel,
+    prepare_cpu_distributed,
+)
 from vision_mtl.engine.hooks import PredictionGridHook, ProgressBarHook, TaskCheckHook
 from vision_mtl.engine.optim import GuardedOptimWrapper
 from vision_mtl.engine.runner import CheckpointMismatchError, VisionMTLRunner
@@ -43,6 +47,7 @@ __all__ = [
     "WorkDirLockedError",
     "allow_checkpoint_types",
     "prepare_cpu_distributed",
+    "SlimmableDistributedDataParallel",
     "register_all_modules",
     "register_atomic_backend",
 ]

@@ -15,6 +15,7 @@ import torch
 import torch.distributed as dist
 from mmengine.model import MMDistributedDataParallel
 
+from vision_mtl.models.slimmable.sandwich import sandwich_train_step
 from vision_mtl.registry import MODEL_WRAPPERS, SCOPE
 
 
@@ -41,3 +42,24 @@ def prepare_cpu_distributed(cfg) -> None:
         dist.init_process_group(backend="gloo")
     cfg.setdefault("env_cfg", {}).setdefault("dist_cfg", {})["backend"] = "gloo"
     cfg.model_wrapper_cfg = dict(type=f"{SCOPE}.CPUDistributedDataParallel")
+
+
+class SlimmableDistributedDataParallel(CPUDistributedDataParallel):
+    """DDP wrapper whose train step is the sandwich rule of a slimmable model.
+
+    ``MMDistributedDataParallel.train_step`` runs one forward pass and never calls the module's
+    own ``train_step``; a :class:`~vision_mtl.models.SlimmableMultiTaskModel` trains several
+    width configurations per step, so its DDP wrapper runs
+    :func:`~vision_mtl.models.slimmable.sandwich.sandwich_train_step` through itself (gradients
+    reduced once, after the last configuration; the configurations drawn from the iteration
+    number, so they agree on every rank). :class:`~vision_mtl.engine.runner.VisionMTLRunner`
+    picks this wrapper for slimmable models.
+    """
+
+    def train_step(self, data, optim_wrapper) -> dict:
+        """One sandwich-rule iteration through the DDP wrapper."""
+        logs = sandwich_train_step(self, data, optim_wrapper, **self.module.sandwich)
+        return {k: torch.tensor(v) for k, v in logs.items()}
+
+
+MODEL_WRAPPERS.register_module()(SlimmableDistributedDataParallel)

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 import torch
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
+from torch import nn
 
 from vision_mtl.utils import check_checkpoint_file, read_checkpoint
 
@@ -85,6 +86,14 @@ def check_checkpoint_fits(
     )
 
 
+#: DDP wrappers a slimmable model's own wrapper replaces
+_DDP_WRAPPERS = (
+    "MMDistributedDataParallel",
+    "CPUDistributedDataParallel",
+    "SlimmableDistributedDataParallel",
+)
+
+
 class VisionMTLRunner(Runner):
     """mmengine's Runner whose checkpoint loads (``load_from``, resume, test) are strict.
 
@@ -99,6 +108,24 @@ class VisionMTLRunner(Runner):
         from vision_mtl.models.builder import build_model
 
         return build_model(model)
+
+    def wrap_model(self, model_wrapper_cfg: dict | None, model: nn.Module) -> nn.Module:
+        """mmengine's wrapping; a slimmable model gets the sandwich-rule DDP wrapper.
+
+        Raises:
+            ValueError: a slimmable model with another wrapper than a DDP one configured.
+        """
+        if self.distributed and getattr(model, "ddp_wrapper", None) and not is_model_wrapper(model):
+            cfg = dict(model_wrapper_cfg or {})
+            given = str(cfg.get("type", "MMDistributedDataParallel")).rsplit(".", 1)[-1]
+            if given not in _DDP_WRAPPERS:
+                raise ValueError(
+                    f"model_wrapper_cfg.type={given!r}: a slimmable model trains under DDP with "
+                    f"{model.ddp_wrapper} (its sandwich step); other wrappers are not supported"
+                )
+            cfg["type"] = model.ddp_wrapper
+            model_wrapper_cfg = cfg
+        return super().wrap_model(model_wrapper_cfg, model)
 
     def load_checkpoint(
         self,

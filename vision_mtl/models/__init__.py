@@ -4,6 +4,7 @@ from vision_mtl.models.backbones import TimmBackbone
 from vision_mtl.models.data_preprocessor import MultiTaskDataPreprocessor
 from vision_mtl.models.decoders import BaselineDecoder, ConvHead, DecoderOutput, MultiTaskDecoder
 from vision_mtl.models.multitask import MultiTaskModel
+from vision_mtl.models.slimmable.multitask import SlimmableMultiTaskModel
 
 __all__ = [
     "BaselineDecoder",
@@ -12,5 +13,6 @@ __all__ = [
     "MultiTaskDataPreprocessor",
     "MultiTaskDecoder",
     "MultiTaskModel",
+    "SlimmableMultiTaskModel",
     "TimmBackbone",
 ]

@@ -34,12 +34,20 @@ def build_model(cfg: dict | nn.Module) -> nn.Module:
     """Build ``cfg`` (a model config) with vision_mtl's registry; apply its ``pruning`` record.
 
     The built model keeps the record as ``model.pruning_record`` (``None`` when unpruned) so
-    every checkpoint it writes carries it. A module is returned as it is.
+    every checkpoint it writes carries it. A slimmable config with a record (a width
+    configuration deployed by ``tools/search_widths.py``) builds its plain model
+    (``plain_config``) and applies the record. A module is returned as it is.
     """
     if isinstance(cfg, nn.Module):
         return cfg
     cfg = copy.deepcopy(cfg)
     record = cfg.pop("pruning", None)
+    with DefaultScope.overwrite_default_scope(SCOPE):
+        kind = cfg.get("type")
+        cls = kind if isinstance(kind, type) else MODELS.get(kind)
+    if record is not None and hasattr(cls, "plain_config"):
+        # a slimmable config with a deployed width configuration: the plain model, pruned
+        cfg = cls.plain_config(cfg)
     with DefaultScope.overwrite_default_scope(SCOPE):
         model = MODELS.build(cfg)
     if record is not None:

@@ -182,6 +182,8 @@ def sandwich_train_step(
         cikd_weight: weight of the feature (CIKD) distillation toward the widest encoder.
         seed: base seed of the default generator.
 
+    The step's named configurations are left on the model as ``sandwich_configurations``.
+
     Returns:
         Log variables (floats): ``loss`` (sum over configurations), the widest configuration's
         ``loss_<task>`` entries, and ``sandwich/<name>/loss`` (plus ``/distill`` and ``/cikd``
@@ -198,6 +200,7 @@ def sandwich_train_step(
     if generator is None:
         generator = sandwich_generator(seed)
     configs = sample_configurations(inner, num_random, generator)
+    inner.sandwich_configurations = configs  # what this step trained, for inspection and tests
     with optim_wrapper.optim_context(inner):
         data = inner.data_preprocessor(data, True)
     no_sync = getattr(model, "no_sync", None)

@@ -1,0 +1,19 @@
+# A controllable slimmable model (Aich et al., ICCV 2023; docs/slimmable.md): ResNet-18 trained
+# from scratch with switchable batch norms, the baseline decoder (64 channels) and two-conv heads,
+# every slot offering widths 0.25/0.5/0.75/1.0. Training is the sandwich rule (widest, narrowest
+# and two random configurations per step) with in-place distillation of task outputs and CIKD of
+# encoder features; validation runs the widest configuration.
+model = dict(
+    type="SlimmableMultiTaskModel",
+    data_preprocessor=dict(type="MultiTaskDataPreprocessor", size_divisor=32),
+    backbone=dict(
+        type="TimmBackbone",
+        model_name="resnet18",
+        out_indices=[1, 2, 3, 4],
+        pretrained=None,
+    ),
+    decoder=dict(type="BaselineDecoder", channels=64, out_stride=4),
+    head=dict(type="ConvHead", num_convs=2),
+    widths=(0.25, 0.5, 0.75, 1.0),
+    sandwich=dict(num_random=2, distill_weight=1.0, cikd_weight=1.0, seed=0),
+)

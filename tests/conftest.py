@@ -64,6 +64,32 @@ TINY_BACKBONES = {
 }
 
 
+#: input sizes of the tiny backbones
+TINY_SIZES = dict(vit=(32, 48), swin=(32, 64), cnn=(32, 64))
+
+
+def tiny_slimmable(kind: str = "vit"):
+    """A tiny multitask model (semseg with 5 classes, depth, normals; baseline decoder of 16
+    channels) on a TINY_BACKBONES backbone, seeded, converted by ``make_model_slimmable``."""
+    from vision_mtl.models import MultiTaskModel
+    from vision_mtl.models.slimmable import make_model_slimmable
+
+    name, indices, kwargs = TINY_BACKBONES[kind]
+    torch.manual_seed(0)
+    backbone = dict(type="TimmBackbone", model_name=name, out_indices=indices, model_kwargs=kwargs)
+    model = MultiTaskModel(
+        backbone=backbone,
+        decoder=dict(type="BaselineDecoder", channels=16),
+        tasks=dict(semseg=dict(num_classes=5), depth={}, normals={}),
+    )
+    return make_model_slimmable(model)
+
+
+def tiny_input(kind: str = "vit") -> torch.Tensor:
+    """A seeded batch of two images at the tiny backbone's size."""
+    return torch.randn(2, 3, *TINY_SIZES[kind], generator=torch.Generator().manual_seed(1))
+
+
 @pytest.fixture(autouse=True)
 def _single_thread():
     # Two xdist workers share two cores; one thread each avoids oversubscription.

@@ -6,7 +6,8 @@ import random
 
 import pytest
 import torch
-from test_slimmable_decoders import _input, _slim
+from conftest import tiny_input as _input
+from conftest import tiny_slimmable as _slim
 
 from vision_mtl.complexity import count_macs
 from vision_mtl.models.slimmable.model import (

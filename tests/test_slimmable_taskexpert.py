@@ -299,3 +299,27 @@ def test_static_model_exports_to_onnx_with_parity(kind, gate, tmp_path):
     static = static_model(slim, MIXED, _cfg(kind, gate), torch.zeros(1, 3, *SIZES[kind]))
     x = _input(kind)[:1]
     assert_onnx_parity(TensorOutputs(static), (x,), ["image"], tmp_path / "static.onnx", TASKS)
+
+
+def test_width_search_counts_taskexpert_macs_per_configuration():
+    """TaskExpert's decoder MACs depend on the task widths: the search counts each configuration."""
+    from vision_mtl.complexity import count_macs
+    from vision_mtl.models.slimmable.model import slot_widths
+    from vision_mtl.models.slimmable.search import (
+        CountedMacs,
+        macs_function,
+        preference_configurations,
+        search,
+    )
+
+    model = _slim("cnn")
+    example = torch.zeros(1, 3, *SIZES["cnn"])
+    macs = macs_function(model, example)
+    assert isinstance(macs, CountedMacs)  # the additive table refuses this decoder
+    with configuration(model, MIXED):
+        expected = count_macs(model, example)["total"]
+    assert macs(dict(get_configuration(model), **MIXED)) == expected
+    candidates = preference_configurations(slot_widths(model), dict(semseg=3, depth=1, normals=1))
+    budget = 0.5 * macs(full_configuration(model))
+    result = search(candidates, macs, lambda c: (-sum(1 - w for w in c.values()), {}), budget)
+    assert result.macs <= budget and all(row["macs"] <= budget for row in result.table)

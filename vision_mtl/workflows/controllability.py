@@ -29,7 +29,7 @@ from vision_mtl.evaluation.pareto import (
     preference_correlation,
 )
 from vision_mtl.models.slimmable.model import narrowest_configuration, slot_widths
-from vision_mtl.models.slimmable.search import mac_table, uniform_search
+from vision_mtl.models.slimmable.search import macs_function, uniform_search
 from vision_mtl.workflows.width_search import ConfigurationEvaluator, example_input, run_search
 
 
@@ -58,7 +58,7 @@ def measure_controllability(
         configuration's scores and metrics) and ``uniform`` (its search result).
     """
     model, tasks = evaluator.model, list(evaluator.tasks)
-    table = mac_table(model, example_input(model, canvas))
+    table = macs_function(model, example_input(model, canvas))
     prefs = sample_preferences(tasks, num_prefs, seed)
     runs = []
     for i, pref in enumerate(prefs):

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from vision_mtl.models.slimmable.multitask import SlimmableMultiTaskModel, recalibrate_batch_norms
-from vision_mtl.models.slimmable.search import mac_table
+from vision_mtl.models.slimmable.search import macs_function
 from vision_mtl.models.slimmable.static import static_model
 from vision_mtl.workflows.width_search import ConfigurationEvaluator, example_input
 
@@ -52,7 +52,7 @@ def benchmark_configurations(
     from vision_mtl.export.timing import measure_interleaved
 
     model = evaluator.model
-    table = mac_table(model, example_input(model, canvas))
+    table = macs_function(model, example_input(model, canvas))
     plain = SlimmableMultiTaskModel.plain_config(evaluator.cfg.model)
     example = torch.zeros(1, 3, *canvas)
     rows: dict[str, dict] = {}

@@ -33,7 +33,7 @@ from vision_mtl.evaluation.multitask import delta_m_against
 from vision_mtl.models.slimmable.model import full_configuration, slot_widths
 from vision_mtl.models.slimmable.multitask import SlimmableMultiTaskModel, recalibrate_batch_norms
 from vision_mtl.models.slimmable.search import (
-    mac_table,
+    macs_function,
     preference_configurations,
     search,
     uniform_search,
@@ -191,7 +191,7 @@ def run_search(
         ``search`` (:meth:`SearchResult.to_dict`) and, with ``uniform``, ``uniform``.
     """
     model = evaluator.model
-    table = table or mac_table(model, example_input(model, canvas))
+    table = table or macs_function(model, example_input(model, canvas))
     offered = slot_widths(model)
     candidates = preference_configurations(offered, prefs)
     result = search(

@@ -185,6 +185,49 @@ def mac_table(model: nn.Module, example: torch.Tensor, **forward_kwargs: Any) ->
     )
 
 
+class CountedMacs:
+    """MACs of any configuration counted directly (one forward pass per new configuration).
+
+    The fallback for models whose MACs are not sums of :class:`MacTable`'s parts (TaskExpert:
+    per-task layers inside the decoder). Counts are cached per configuration; the model runs in
+    eval mode and its configuration and modes are restored.
+    """
+
+    def __init__(self, model: nn.Module, example: torch.Tensor, **forward_kwargs: Any) -> None:
+        self.model, self.example = model, example
+        self.forward_kwargs = {"mode": "tensor", **forward_kwargs}
+        self.slot_widths = {s: tuple(w) for s, w in model_slot_widths(model).items()}
+        self.cache: dict[tuple, int] = {}
+
+    def macs(self, config: Mapping[str, float]) -> int:
+        """Total MACs of ``config`` (every slot named)."""
+        full = _complete(config, self.slot_widths)
+        key = tuple(sorted(full.items()))
+        if key not in self.cache:
+            modes = {module: module.training for module in self.model.modules()}
+            self.model.eval()
+            try:
+                with configuration(self.model, full):
+                    counts = count_macs(self.model, self.example, **self.forward_kwargs)
+            finally:
+                for module, training in modes.items():
+                    module.training = training
+            self.cache[key] = int(counts["total"])
+        return self.cache[key]
+
+    __call__ = macs
+
+
+def macs_function(
+    model: nn.Module, example: torch.Tensor, **forward_kwargs: Any
+) -> MacTable | CountedMacs:
+    """A :class:`MacTable` where the parts are additive, else :class:`CountedMacs`."""
+    try:
+        return mac_table(model, example, **forward_kwargs)
+    except RuntimeError:
+        return CountedMacs(model, example, **forward_kwargs)
+
+
 def _check_preferences(tasks: Sequence[str], prefs: Mapping[str, float]) -> dict[str, float]:
     unknown = [t for t in prefs if t not in tasks]
     missing = [t for t in tasks if t not in prefs]

@@ -56,6 +56,9 @@ def test_search_stays_within_budget_and_deploys_a_static_checkpoint(tiny, capsys
     assert model.pruning_record["configuration"] == chosen
     outputs = model(torch.zeros(1, 3, 32, 64), mode="tensor")
     assert set(outputs) == {"semseg", "depth", "normals", "edge"}
+    # ... and exports through tools/export.py unchanged (TensorRT check and ORT parity inside)
+    exported = load_tool("export").main([str(config), str(static), "--out", str(root / "onnx")])
+    assert max(exported["max_abs_diff"].values()) <= 1e-4
 
 
 @pytest.mark.parametrize(
@@ -92,7 +95,7 @@ def test_controllability_reports_correlations_and_hypervolume(tiny, capsys):
     assert json.loads(out.read_text())["num_prefs"] == 3  # strict JSON (nan written as null)
 
 
-def test_benchmark_times_every_configuration_interleaved(tiny, capsys):
+def test_benchmark_times_every_configuration_interleaved(tiny, tmp_path):
     config, checkpoint, _ = tiny
     argv = [str(config), str(checkpoint), "--search", "40M:edge=2", "--rounds", "3"]
     report = load_tool("analysis_tools/benchmark_slimmable").main([*argv, *SMALL])
@@ -101,6 +104,17 @@ def test_benchmark_times_every_configuration_interleaved(tiny, capsys):
     assert rows["full"]["latency_ratio"] == 1.0 and rows["full"]["delta_m"] == 0.0
     assert rows["half"]["macs"] < rows["full"]["macs"] and rows["40M:edge=2"]["macs"] <= 40e6
     assert all(row["latency"]["runs"] == 3 for row in rows.values())
+    # Δm against a model trained alone: zero against the row's own metrics (test.py's format)
+    alone = tmp_path / "alone.json"
+    alone.write_text(json.dumps({"model": rows["half"]["metrics"]}))
+    again = load_tool("analysis_tools/benchmark_slimmable").main(
+        [str(config), str(checkpoint), "--rounds", "1", "--alone", f"half={alone}", *SMALL]
+    )
+    assert again["rows"]["half"]["delta_m_vs_alone"] == pytest.approx(0.0, abs=1e-9)
+    with pytest.raises(SystemExit, match="--alone: no configuration named 'quarter'"):
+        load_tool("analysis_tools/benchmark_slimmable").main(
+            [str(config), str(checkpoint), "--alone", f"quarter={alone}"]
+        )
 
 
 def test_alone_config_is_the_plain_model_at_one_width(tiny, tmp_path):

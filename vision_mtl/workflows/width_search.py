@@ -93,6 +93,25 @@ def _key(config: Mapping[str, float]) -> tuple:
     return tuple(sorted((k, float(v)) for k, v in config.items()))
 
 
+def _seeded_batches(loader_cfg, count: int, seed: int = 0) -> list[dict]:
+    """The first ``count`` training batches, the same in every run (shuffle and augmentation
+    seeded), so a configuration's recalibrated statistics and metrics are reproducible."""
+    import random
+
+    import numpy as np
+
+    py_state, np_state = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+        try:
+            return loader_batches(loader_cfg, count)
+        finally:
+            random.setstate(py_state)
+            np.random.set_state(np_state)
+
+
 class ConfigurationEvaluator:
     """Metrics and Δm of configurations of one trained slimmable model, cached.
 
@@ -124,7 +143,7 @@ class ConfigurationEvaluator:
                 break
             self.val_batches.append(batch)
             self.num_val += len(batch["inputs"])
-        calib = loader_batches(cfg.train_dataloader, calib_batches)
+        calib = _seeded_batches(cfg.train_dataloader, calib_batches)
         self.calibration = [model.data_preprocessor(b, False)["inputs"] for b in calib]
         self.cache: dict[tuple, dict[str, float]] = {}
         self.reference = self.metrics(full_configuration(model))

@@ -1,8 +1,11 @@
 """Slimmable multitask models: one shared parameter set, the first k channels per width.
 
 Backbones (timm ViT, ResNet) are converted by :func:`make_slimmable`; a whole MultiTaskModel with
-the baseline decoder by :func:`make_model_slimmable`, whose encoder, decoder and per-task widths
-are set together by :func:`set_configuration` / :func:`configuration`.
+the baseline or TaskExpert decoder by :func:`make_model_slimmable`, whose encoder, decoder and
+per-task widths are set together by :func:`set_configuration` / :func:`configuration`.
+:class:`SlimmableMultiTaskModel` is the config-built model trained by the sandwich rule;
+:mod:`.search` turns a MAC budget and task preferences into a configuration and :mod:`.static`
+deploys one as a plain network. docs/slimmable.md has the whole picture.
 """
 
 from vision_mtl.models.slimmable.convert import (
@@ -28,6 +31,10 @@ from vision_mtl.models.slimmable.model import (
     set_configuration,
     width_slots,
 )
+from vision_mtl.models.slimmable.multitask import (
+    SlimmableMultiTaskModel,
+    recalibrate_batch_norms,
+)
 from vision_mtl.models.slimmable.sandwich import (
     cikd_loss,
     distillation_loss,
@@ -40,6 +47,7 @@ from vision_mtl.models.slimmable.static import static_model, width_record
 __all__ = [
     "DEFAULT_WIDTHS",
     "SlimConv2d",
+    "SlimmableMultiTaskModel",
     "SlimLayerNorm",
     "SlimLinear",
     "SwitchableBatchNorm2d",
@@ -57,6 +65,7 @@ __all__ = [
     "check_width",
     "get_width",
     "make_slimmable",
+    "recalibrate_batch_norms",
     "out_channels_at",
     "set_width",
     "slimmable_widths",

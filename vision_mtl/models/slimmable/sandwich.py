@@ -166,6 +166,7 @@ def sandwich_train_step(
     distill_weight: float = 0.0,
     cikd_weight: float = 0.0,
     seed: int = 0,
+    others_weight: float = 1.0,
 ) -> dict[str, float]:
     """One sandwich-rule training iteration: several configurations, one optimizer step.
 
@@ -181,6 +182,10 @@ def sandwich_train_step(
         distill_weight: weight of the output distillation toward the widest configuration.
         cikd_weight: weight of the feature (CIKD) distillation toward the widest encoder.
         seed: base seed of the default generator.
+        others_weight: factor on the whole loss (task, distillation and CIKD terms) of every
+            configuration but the widest. Adam normalizes the summed gradient, so with 1.0 the
+            widest configuration steers only about ``1 / (2 + num_random)`` of each update;
+            ``1 / (1 + num_random)`` gives it as much weight as all the others together.
 
     The step's named configurations are left on the model as ``sandwich_configurations``.
 
@@ -230,6 +235,8 @@ def sandwich_train_step(
                     cikd = cikd_loss(capture.features, teacher_features)
                     loss = loss + cikd_weight * cikd
                     log[f"sandwich/{name}/cikd"] = float(cikd.detach())
+                if index:
+                    loss = others_weight * loss
                 optim_wrapper.backward(optim_wrapper.scale_loss(loss))
             value = float(loss.detach())
             log[f"sandwich/{name}/loss"] = value

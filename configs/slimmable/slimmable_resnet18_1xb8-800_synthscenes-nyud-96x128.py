@@ -1,6 +1,6 @@
 # One slimmable checkpoint for every (budget, task preference) on SynthScenes' NYUD-like tasks:
 # the quickstart's data, schedule and loss weights, the slimmable ResNet-18 model. Each iteration
-# trains four configurations, so it costs about four quickstart iterations of this model.
+# trains five configurations: the widest, the narrowest and three random ones.
 _base_ = [
     "../_base_/models/slimmable_resnet18.py",
     "../_base_/datasets/synthscenes_nyud.py",

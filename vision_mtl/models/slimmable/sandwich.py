@@ -41,10 +41,10 @@ from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
-from mmengine.logging import MessageHub
 from mmengine.optim import OptimWrapper
 from torch import nn
 
+from vision_mtl.models.seeding import iteration_generator
 from vision_mtl.models.slimmable.model import (
     configuration,
     full_configuration,
@@ -53,26 +53,14 @@ from vision_mtl.models.slimmable.model import (
 )
 from vision_mtl.tasks import get_task
 
-#: mixes the base seed and the iteration into one generator seed (a 64-bit odd constant)
-_SEED_MIX = 0x9E3779B97F4A7C15
 _SOFTMAX_RULES = ("argmax", "softmax_fg")
 
 
 def sandwich_generator(seed: int = 0, iteration: int | None = None) -> torch.Generator:
-    """A CPU generator for one iteration's random configurations, equal on every rank.
-
-    Args:
-        seed: the run's base seed (the same on every rank).
-        iteration: the iteration number; ``None`` reads ``iter`` from mmengine's current
-            ``MessageHub`` (0 when no loop has set it).
-
-    Returns:
-        A generator whose draws depend only on ``(seed, iteration)``.
-    """
-    if iteration is None:
-        iteration = int(MessageHub.get_current_instance().get_info("iter", 0))
-    mixed = (int(seed) * _SEED_MIX + int(iteration)) % (2**63)
-    return torch.Generator().manual_seed(mixed)
+    """A CPU generator for one iteration's random configurations, equal on every rank
+    (:func:`vision_mtl.models.seeding.iteration_generator`: ``None`` reads the MessageHub's
+    iteration)."""
+    return iteration_generator(seed, iteration)
 
 
 def sample_configurations(

@@ -68,11 +68,50 @@ class RandomHorizontalFlip:
 
 
 @TRANSFORMS.register_module()
+class AddInputModality:
+    """Copy a task map into the sample's extra model inputs (RGB-D: depth as an input).
+
+    ``sample["extra_inputs"][name]`` becomes a float32 H×W copy of ``sample[task]``, so the
+    target stays a target and the input is a separate map (a dataset with raw sensor depth, as
+    NYUD-v2 in the MultiMAE paper, could put that here instead; SynthScenes and our NYUD loader
+    give the dataset's depth map, the same map as the depth target). Place it **after** the
+    geometric transforms (it copies the map as it is then) and before
+    :class:`PackMultiTaskInputs`, which packs it as ``extra_inputs``; the data preprocessor
+    standardizes it and appends it to ``inputs`` as a channel (``MultiMAEBackbone`` reads it).
+
+    Args:
+        task: the map to copy; only ``"depth"`` (the one input modality the preprocessor knows).
+        name: its key among the extra inputs (``"depth"``).
+    """
+
+    def __init__(self, task: str = "depth", name: str = "depth") -> None:
+        if task != "depth" or name != "depth":
+            raise ValueError(
+                f"AddInputModality supports task='depth', name='depth', got {task!r}, {name!r}"
+            )
+        self.task = task
+        self.name = name
+
+    def __call__(self, sample: dict) -> dict:
+        if self.task not in sample:
+            raise KeyError(
+                f"sample {sample.get('meta', {}).get('name')!r} has no {self.task!r} map to use "
+                "as an input; load the task in the dataset"
+            )
+        value = np.asarray(sample[self.task], dtype=np.float32)
+        if value.ndim == 3 and value.shape[2] == 1:
+            value = value[..., 0]
+        sample.setdefault("extra_inputs", {})[self.name] = np.array(value, copy=True)
+        return sample
+
+
+@TRANSFORMS.register_module()
 class PackMultiTaskInputs:
     """Turn a sample into tensors: ``inputs`` 3×H×W uint8, ``targets`` per task, ``meta``.
 
     Label targets become H×W int64; map targets C×H×W float32. ``meta`` gains ``img_shape``
-    (after the transforms) and keeps ``ori_shape`` (the size predictions are scored at).
+    (after the transforms) and keeps ``ori_shape`` (the size predictions are scored at). Extra
+    inputs (:class:`AddInputModality`) become ``extra_inputs``: name → 1×H×W float32.
     """
 
     def __call__(self, sample: dict) -> dict:
@@ -97,7 +136,19 @@ class PackMultiTaskInputs:
         meta["img_shape"] = tuple(image.shape[:2])
         meta.setdefault("ori_shape", tuple(image.shape[:2]))
         inputs = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
-        return dict(inputs=inputs, targets=targets, meta=meta)
+        packed = dict(inputs=inputs, targets=targets, meta=meta)
+        if sample.get("extra_inputs"):
+            extra = {}
+            for name, value in sample["extra_inputs"].items():
+                if tuple(value.shape[:2]) != tuple(image.shape[:2]):
+                    raise ValueError(
+                        f"sample {meta.get('name')!r}: extra input {name!r} is "
+                        f"{value.shape[:2]}, the image {image.shape[:2]}; put AddInputModality "
+                        "after the geometric transforms"
+                    )
+                extra[name] = torch.from_numpy(np.ascontiguousarray(value, np.float32))[None]
+            packed["extra_inputs"] = extra
+        return packed
 
 
 @FUNCTIONS.register_module()
@@ -113,8 +164,14 @@ def multitask_collate(batch: list[dict]) -> dict:
             raise ValueError(
                 f"samples of one batch carry different tasks: {tasks} vs {list(sample['targets'])}"
             )
-    return dict(
+    collated = dict(
         inputs=[s["inputs"] for s in batch],
         targets={t: [s["targets"][t] for s in batch] for t in tasks},
         meta=[s["meta"] for s in batch],
     )
+    extra = [list(s.get("extra_inputs") or {}) for s in batch]
+    if any(extra):
+        if any(names != extra[0] for names in extra):
+            raise ValueError(f"samples of one batch carry different extra inputs: {extra}")
+        collated["extra_inputs"] = {n: [s["extra_inputs"][n] for s in batch] for n in extra[0]}
+    return collated

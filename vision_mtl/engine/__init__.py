@@ -16,6 +16,7 @@ from vision_mtl.engine.distributed import (
     prepare_cpu_distributed,
 )
 from vision_mtl.engine.hooks import PredictionGridHook, ProgressBarHook, TaskCheckHook
+from vision_mtl.engine.multimae_hook import MultiMAEGridHook
 from vision_mtl.engine.optim import GuardedOptimWrapper
 from vision_mtl.engine.runner import CheckpointMismatchError, VisionMTLRunner
 from vision_mtl.engine.workdir_lock import WorkDirLock, WorkDirLockedError
@@ -39,6 +40,7 @@ __all__ = [
     "CheckpointMismatchError",
     "CPUDistributedDataParallel",
     "GuardedOptimWrapper",
+    "MultiMAEGridHook",
     "PredictionGridHook",
     "ProgressBarHook",
     "TaskCheckHook",

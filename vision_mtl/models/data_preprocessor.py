@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from mmengine.model import BaseDataPreprocessor
 
+from vision_mtl.models.multimae.losses import standardize_depth
 from vision_mtl.registry import MODELS
 from vision_mtl.tasks import get_task
 
@@ -36,6 +37,11 @@ class MultiTaskDataPreprocessor(BaseDataPreprocessor):
         std: per-channel standard deviation.
         size: pad every batch to this (H, W) (the training canvas), if given.
         size_divisor: otherwise pad to the batch's largest size rounded up to this multiple.
+
+    Extra inputs (``data["extra_inputs"]``, from ``AddInputModality``; only ``depth``) are
+    padded with 0 (invalid), standardized per image over their valid pixels as MultiMAE's
+    pretraining does (0 stays 0 = invalid) and appended to ``inputs`` as channels after RGB, so
+    an RGB-D batch has ``B × 4 × H × W`` inputs (read by ``MultiMAEBackbone``).
     """
 
     def __init__(
@@ -77,6 +83,16 @@ class MultiTaskDataPreprocessor(BaseDataPreprocessor):
                 for img in images
             ]
         )
+        extra = data.get("extra_inputs") or {}
+        if extra:
+            channels = [inputs]
+            for name, maps in extra.items():
+                if name != "depth":
+                    raise ValueError(f"unknown extra input {name!r}; known: depth")
+                fill = get_task("depth").ignore_value
+                depth = torch.stack([pad_to(self.cast_data(m).float(), size, fill) for m in maps])
+                channels.append(standardize_depth(depth, float(fill))[0])
+            inputs = torch.cat(channels, dim=1)
         targets = {}
         for task, maps in (data.get("targets") or {}).items():
             fill = get_task(task).ignore_value

@@ -6,7 +6,9 @@ stage outputs. Models without it fall back to ``features_only=True``. Decoders r
 :attr:`TimmBackbone.out_channels` and :attr:`TimmBackbone.out_strides` and size themselves, so no
 config hard-codes a channel count.
 
-Pretrained weights only ever come from a local file: the network is never touched.
+Pretrained weights only ever come from a local file: the network is never touched. A MultiMAE
+checkpoint (ours or the official release) is recognized by its key names and mapped onto the ViT
+(:func:`vision_mtl.models.multimae.checkpoint.load_multimae_into_vit`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import timm
 import torch
 from torch import nn
 
+from vision_mtl.models.multimae.checkpoint import is_multimae_checkpoint, load_multimae_into_vit
 from vision_mtl.registry import MODELS
 
 
@@ -50,6 +53,13 @@ class TimmBackbone(nn.Module):
         pretrained: path of a local checkpoint (``.safetensors``, ``.pth``/``.bin``) loaded with
             timm's own filtering (position-embedding resizing, head removal). ``None`` trains from
             scratch. Hub names are deliberately not accepted: nothing downloads at run time.
+            A **MultiMAE checkpoint** — ours (an mmengine ``.pth`` whose ``state_dict`` has the
+            ``global_token``/``adapters.*`` keys of :class:`~vision_mtl.models.multimae.MultiMAE`)
+            or the official release (``model`` with ``global_tokens``/``input_adapters.*``) — is
+            detected by its keys and loaded strictly with
+            :func:`~vision_mtl.models.multimae.checkpoint.load_multimae_into_vit` into the full
+            ViT before its final norm is pruned (``pos_embed`` made for the ViT's grid); a
+            mismatch raises a ``ValueError`` naming the file and the keys.
         model_kwargs: extra keyword arguments for ``timm.create_model`` (``img_size``,
             ``patch_size``, ``embed_dim``, ``depth``, ``drop_path_rate``, ...).
     """
@@ -63,6 +73,7 @@ class TimmBackbone(nn.Module):
     ) -> None:
         super().__init__()
         kwargs = dict(model_kwargs or {})
+        multimae_path = None
         if pretrained is not None:
             path = os.path.expanduser(str(pretrained))
             if not os.path.isfile(path):
@@ -71,9 +82,22 @@ class TimmBackbone(nn.Module):
                     f"Download {_weight_hint(model_name)} and put the file at that path, or set "
                     "model.backbone.pretrained=None to train from scratch."
                 )
-            kwargs.update(pretrained=True, pretrained_cfg_overlay=dict(file=path))
+            if is_multimae_checkpoint(path):
+                multimae_path = path
+            else:
+                kwargs.update(pretrained=True, pretrained_cfg_overlay=dict(file=path))
         self.model_name = model_name
-        self.model = timm.create_model(model_name, num_classes=0, **kwargs)
+        try:
+            self.model = timm.create_model(model_name, num_classes=0, **kwargs)
+        except RuntimeError as err:  # torch's load_state_dict: missing/unexpected/shape keys
+            if "pretrained_cfg_overlay" not in kwargs:
+                raise
+            raise ValueError(
+                f"pretrained weights {kwargs['pretrained_cfg_overlay']['file']!r} do not fit "
+                f"backbone {model_name!r}: {err}"
+            ) from err
+        if multimae_path is not None:
+            load_multimae_into_vit(self.model, multimae_path, strict=True)
         self.uses_intermediates = hasattr(self.model, "forward_intermediates")
         info = list(self.model.feature_info)
         indices = _resolve_indices(out_indices, len(info), model_name)

@@ -9,6 +9,7 @@
 # (multimae_vit-tiny-p8_1xb8-800_synthscenes-96x128.py, which gives the measured time).
 _base_ = [
     "../_base_/models/multimae_vit-tiny-p8.py",
+    "../_base_/schedules/adamw-cosine_800_multimae.py",
     "../_base_/default_runtime.py",
 ]
 
@@ -44,23 +45,7 @@ test_dataloader = None
 test_evaluator = None
 test_cfg = None
 
-optim_wrapper = dict(
-    type="GuardedOptimWrapper",
-    optimizer=dict(type="AdamW", lr=1e-3, betas=(0.9, 0.95), weight_decay=0.05),
-    clip_grad=dict(max_norm=3.0, norm_type=2),
-)
-param_scheduler = [
-    dict(type="LinearLR", start_factor=0.01, by_epoch=False, begin=0, end=40),
-    dict(type="CosineAnnealingLR", eta_min=1e-5, by_epoch=False, begin=40, end=800),
-]
-train_cfg = dict(type="IterBasedTrainLoop", max_iters=800)
-default_hooks = dict(
-    timer=dict(type="IterTimerHook"),
-    logger=dict(type="LoggerHook", interval=50, log_metric_by_epoch=False),
-    param_scheduler=dict(type="ParamSchedulerHook"),
-    checkpoint=dict(type="AtomicCheckpointHook", by_epoch=False, interval=400, max_keep_ckpts=2),
-    sampler_seed=dict(type="DistSamplerSeedHook"),
-)
+# The runtime's hooks plus reconstruction pictures every 200 iterations.
 custom_hooks = [
     dict(type="TaskCheckHook"),
     dict(type="ProgressBarHook"),

@@ -2,9 +2,27 @@
 # pretrained depth input adapter (MultiMAEBackbone); the decoders see the RGB token positions.
 # SynthScenes' depth input is its exact depth map, which is also the depth target: the depth task
 # is then trivial and is left out of the RGB-D vs RGB comparison (docs/multimae.md).
-_base_ = ["./baseline_vit-tiny-p8-mmae_1xb8-800_synthscenes-nyud-96x128.py"]
+_base_ = [
+    "../_base_/models/baseline_vit-tiny-p8.py",
+    "../_base_/datasets/synthscenes_nyud.py",
+    "../_base_/schedules/adamw-poly_800.py",
+    "../_base_/default_runtime.py",
+]
 
-model = dict(backbone=dict(type="MultiMAEBackbone", in_modalities=("rgb", "depth")))
+model = dict(
+    backbone=dict(
+        type="MultiMAEBackbone",
+        pretrained="work_dirs/multimae_vit-tiny-p8_1xb8-800_synthscenes-96x128/iter_800.pth",
+        in_modalities=("rgb", "depth"),
+    ),
+    # The quickstart's loss weights (its config says why).
+    tasks=dict(
+        semseg=dict(num_classes=7, loss_weight=1.0),
+        depth=dict(loss_weight=5.0),
+        normals=dict(loss_weight=30.0),
+        edge=dict(loss_weight=50.0),
+    ),
+)
 train_pipeline = [
     dict(type="RandomHorizontalFlip", prob=0.5),
     dict(type="AddInputModality", task="depth", name="depth"),

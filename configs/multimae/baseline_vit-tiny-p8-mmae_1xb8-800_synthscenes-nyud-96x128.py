@@ -2,10 +2,22 @@
 # (configs/multimae/multimae_vit-tiny-p8_1xb8-800_synthscenes-96x128.py; train it first, or point
 # model.backbone.pretrained at another MultiMAE checkpoint, ours or the official release).
 # Everything else is the from-scratch config: same decoder, schedule and loss weights.
-_base_ = ["../baseline/baseline_vit-tiny-p8_1xb8-800_synthscenes-nyud-96x128.py"]
+_base_ = [
+    "../_base_/models/baseline_vit-tiny-p8.py",
+    "../_base_/datasets/synthscenes_nyud.py",
+    "../_base_/schedules/adamw-poly_800.py",
+    "../_base_/default_runtime.py",
+]
 
 model = dict(
     backbone=dict(
         pretrained="work_dirs/multimae_vit-tiny-p8_1xb8-800_synthscenes-96x128/iter_800.pth"
-    )
+    ),
+    # The quickstart's loss weights (its config says why).
+    tasks=dict(
+        semseg=dict(num_classes=7, loss_weight=1.0),
+        depth=dict(loss_weight=5.0),
+        normals=dict(loss_weight=30.0),
+        edge=dict(loss_weight=50.0),
+    ),
 )

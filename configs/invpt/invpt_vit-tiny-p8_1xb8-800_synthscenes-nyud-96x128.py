@@ -2,17 +2,13 @@
 # ViT-Tiny config, from scratch: the from-scratch side of the decoder comparison on the
 # MultiMAE-pretrained ViT.
 _base_ = [
-    "../_base_/models/baseline_vit-tiny-p8.py",
+    "../_base_/models/invpt_vit-tiny-p8.py",
     "../_base_/datasets/synthscenes_nyud.py",
     "../_base_/schedules/adamw-poly_800.py",
     "../_base_/default_runtime.py",
 ]
 
 model = dict(
-    decoder=dict(
-        _delete_=True, type="CrossTaskAttentionDecoder", channels=64, dims=(96, 64, 32), heads=2
-    ),
-    head=dict(num_convs=0),
     # The quickstart's loss weights (its config says why).
     tasks=dict(
         semseg=dict(num_classes=7, loss_weight=1.0),

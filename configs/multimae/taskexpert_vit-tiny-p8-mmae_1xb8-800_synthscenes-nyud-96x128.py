@@ -1,7 +1,7 @@
 # configs/taskexpert/taskexpert_vit-tiny-p8_1xb8-800_synthscenes-nyud-96x128.py initialized from the
 # MultiMAE-pretrained encoder (see baseline_vit-tiny-p8-mmae_1xb8-800_synthscenes-nyud-96x128.py).
 _base_ = [
-    "../_base_/models/baseline_vit-tiny-p8.py",
+    "../_base_/models/taskexpert_vit-tiny-p8.py",
     "../_base_/datasets/synthscenes_nyud.py",
     "../_base_/schedules/adamw-poly_800.py",
     "../_base_/default_runtime.py",
@@ -11,7 +11,6 @@ model = dict(
     backbone=dict(
         pretrained="work_dirs/multimae_vit-tiny-p8_1xb8-800_synthscenes-96x128/iter_800.pth"
     ),
-    decoder=dict(_delete_=True, type="TaskExpertDecoder", channels=64, num_experts=8, out_stride=4),
     # The quickstart's loss weights (its config says why).
     tasks=dict(
         semseg=dict(num_classes=7, loss_weight=1.0),

@@ -1,14 +1,13 @@
 # The SynthScenes TaskExpert config on the plain ViT-Tiny/8 of the baseline ViT-Tiny config, from
 # scratch: the from-scratch side of the decoder comparison on the MultiMAE-pretrained ViT.
 _base_ = [
-    "../_base_/models/baseline_vit-tiny-p8.py",
+    "../_base_/models/taskexpert_vit-tiny-p8.py",
     "../_base_/datasets/synthscenes_nyud.py",
     "../_base_/schedules/adamw-poly_800.py",
     "../_base_/default_runtime.py",
 ]
 
 model = dict(
-    decoder=dict(_delete_=True, type="TaskExpertDecoder", channels=64, num_experts=8, out_stride=4),
     # The quickstart's loss weights (its config says why).
     tasks=dict(
         semseg=dict(num_classes=7, loss_weight=1.0),

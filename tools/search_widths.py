@@ -32,6 +32,7 @@ from vision_mtl.workflows.width_search import (
     load_slimmable,
     parse_macs,
     parse_preferences,
+    primary_value,
     run_search,
     save_static,
 )
@@ -54,14 +55,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _primary(metrics: dict, task: str) -> float:
-    key = primary_key(task)
-    return metrics.get(key, metrics.get(f"{key}_approx", float("nan")))
-
-
 def _row(row: dict, tasks: list[str]) -> str:
     widths = " ".join(f"{v:<6g}" for v in row["configuration"].values())
-    metrics = " ".join(f"{_primary(row['metrics'], t):8.3f}" for t in tasks)
+    metrics = " ".join(f"{primary_value(row['metrics'], t):8.3f}" for t in tasks)
     mark = ">" if row.get("chosen") else ("*" if row.get("pareto") else " ")
     return f"{mark} {widths} {row['macs'] / 1e6:9.1f}M {row['delta_m']:+7.2f}  {metrics}"
 

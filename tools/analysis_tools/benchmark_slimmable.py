@@ -22,16 +22,18 @@ from pathlib import Path
 
 from mmengine.config import DictAction
 
-from vision_mtl.evaluation.multitask import delta_m_against, primary_key
+from vision_mtl.evaluation.multitask import primary_key
 from vision_mtl.input_size import add_shape_argument, config_input_size, positive_int
 from vision_mtl.models.slimmable.model import narrowest_configuration, slot_widths
 from vision_mtl.utils import write_json
 from vision_mtl.workflows.slimmable_table import benchmark_configurations
 from vision_mtl.workflows.width_search import (
     ConfigurationEvaluator,
+    delta_m_value,
     load_slimmable,
     parse_macs,
     parse_preferences,
+    primary_value,
     run_search,
 )
 
@@ -50,11 +52,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", help="JSON report")
     parser.add_argument("--cfg-options", nargs="+", action=DictAction)
     return parser.parse_args(argv)
-
-
-def _value(metrics: dict, task: str) -> float:
-    key = primary_key(task)
-    return metrics.get(key, metrics.get(f"{key}_approx", float("nan")))
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -102,8 +99,7 @@ def main(argv: list[str] | None = None) -> dict:
                 f"--alone: no configuration named {name!r}; rows: {list(result['rows'])}"
             )
         row = result["rows"][name]
-        deltas = delta_m_against(row["metrics"], metrics, tasks)
-        row["delta_m_vs_alone"] = next(v for k, v in deltas.items() if k.startswith("multitask/"))
+        row["delta_m_vs_alone"] = delta_m_value(row["metrics"], metrics, tasks)
         row["alone_metrics"] = metrics
         print(f"{name}: Δm against the model trained alone {row['delta_m_vs_alone']:+.2f}")
     slots = list(configs["full"])
@@ -112,7 +108,7 @@ def main(argv: list[str] | None = None) -> dict:
           + " ".join(f"{primary_key(t)[:14]:>14}" for t in tasks))  # fmt: skip
     for name, row in result["rows"].items():
         widths = " ".join(f"{row['configuration'][s]:>6g}" for s in slots)
-        metrics = " ".join(f"{_value(row['metrics'], t):>14.3f}" for t in tasks)
+        metrics = " ".join(f"{primary_value(row['metrics'], t):>14.3f}" for t in tasks)
         print(f"{name[:34]:<34} {widths} {row['macs'] / 1e6:>7.1f}M "
               f"{row['latency']['median_ms']:>7.2f} {row.get('latency_ratio', float('nan')):>6.3f} "
               f"{row['delta_m']:>+7.2f} {metrics}")  # fmt: skip

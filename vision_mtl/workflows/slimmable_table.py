@@ -18,11 +18,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from vision_mtl.models.slimmable.multitask import SlimmableMultiTaskModel, recalibrate_batch_norms
 from vision_mtl.models.slimmable.search import macs_function
-from vision_mtl.models.slimmable.static import static_model
 from vision_mtl.workflows.width_search import ConfigurationEvaluator, example_input
 
 
@@ -53,8 +50,6 @@ def benchmark_configurations(
 
     model = evaluator.model
     table = macs_function(model, example_input(model, canvas))
-    plain = SlimmableMultiTaskModel.plain_config(evaluator.cfg.model)
-    example = torch.zeros(1, 3, *canvas)
     rows: dict[str, dict] = {}
     runners = {}
     batch = np.random.default_rng(0).standard_normal((1, 3, *canvas)).astype(np.float32)
@@ -62,9 +57,8 @@ def benchmark_configurations(
         for name, config in configurations.items():
             full = {**model.decoder.slim_config, **dict(config)}
             full = {k: float(v) for k, v in full.items()}
-            recalibrate_batch_norms(model, full, evaluator.calibration)
-            static = static_model(model, full, plain, example)
-            metrics = _static_metrics(evaluator, static)
+            static = evaluator.static(full, canvas)
+            metrics = evaluator.evaluate(static)
             (Path(directory) / name).mkdir()
             exported = export_onnx(copy.deepcopy(static), Path(directory) / name, canvas)
             runners[name] = OrtRunner(
@@ -87,20 +81,3 @@ def benchmark_configurations(
         if "full" in timings:
             rows[name]["latency_ratio"] = timing["median_ms"] / timings["full"]["median_ms"]
     return dict(canvas=list(canvas), threads=threads, rounds=rounds, rows=rows)
-
-
-@torch.no_grad()
-def _static_metrics(evaluator: ConfigurationEvaluator, static: torch.nn.Module) -> dict:
-    """The config's metrics of a static (plain) network on the evaluator's validation batches."""
-    from mmengine.evaluator import Evaluator
-    from mmengine.registry import DefaultScope
-
-    from vision_mtl.registry import METRICS, SCOPE
-
-    with DefaultScope.overwrite_default_scope(SCOPE):
-        metric = Evaluator([METRICS.build(copy.deepcopy(m)) for m in evaluator.metric_cfgs])
-    metric.dataset_meta = evaluator.dataset_meta
-    static.eval()
-    for batch in evaluator.val_batches:
-        metric.process(data_samples=static.test_step(batch), data_batch=batch)
-    return {k: float(v) for k, v in metric.evaluate(evaluator.num_val).items()}

@@ -29,7 +29,7 @@ from mmengine.evaluator import Evaluator
 from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 
-from vision_mtl.evaluation.multitask import delta_m_against
+from vision_mtl.evaluation.multitask import delta_m_against, primary_key
 from vision_mtl.models.slimmable.model import full_configuration, slot_widths
 from vision_mtl.models.slimmable.multitask import SlimmableMultiTaskModel, recalibrate_batch_norms
 from vision_mtl.models.slimmable.search import (
@@ -87,6 +87,20 @@ def parse_preferences(text: str | None, tasks: Sequence[str]) -> dict[str, float
     if not any(prefs.values()):
         raise ValueError(f"--prefs: at least one preference must be positive, got {prefs}")
     return prefs
+
+
+def delta_m_value(
+    metrics: Mapping[str, float], reference: Mapping[str, float], tasks: Sequence[str]
+) -> float:
+    """Δm of ``metrics`` against ``reference`` (its ``_approx`` variant where the metrics are)."""
+    deltas = delta_m_against(metrics, reference, tasks)
+    return float(next(v for k, v in deltas.items() if k.startswith("multitask/delta_m")))
+
+
+def primary_value(metrics: Mapping[str, float], task: str) -> float:
+    """``task``'s primary metric in ``metrics`` (or its ``_approx`` variant; NaN if absent)."""
+    key = primary_key(task)
+    return metrics.get(key, metrics.get(f"{key}_approx", float("nan")))
 
 
 def _key(config: Mapping[str, float]) -> tuple:
@@ -149,28 +163,40 @@ class ConfigurationEvaluator:
         self.reference = self.metrics(full_configuration(model))
 
     @torch.no_grad()
+    def evaluate(self, model: torch.nn.Module) -> dict[str, float]:
+        """The config's test metrics of ``model`` (as it is configured) on the validation subset."""
+        with DefaultScope.overwrite_default_scope(SCOPE):
+            evaluator = Evaluator([METRICS.build(copy.deepcopy(m)) for m in self.metric_cfgs])
+        evaluator.dataset_meta = self.dataset_meta
+        model.eval()
+        for batch in self.val_batches:
+            evaluator.process(data_samples=model.test_step(batch), data_batch=batch)
+        return {k: float(v) for k, v in evaluator.evaluate(self.num_val).items()}
+
     def metrics(self, config: Mapping[str, float]) -> dict[str, float]:
         """The config's test metrics on the validation subset at ``config`` (recalibrated)."""
         key = _key(config)
         if key not in self.cache:
             model = self.model
             recalibrate_batch_norms(model, config, self.calibration)
-            with DefaultScope.overwrite_default_scope(SCOPE):
-                evaluator = Evaluator([METRICS.build(copy.deepcopy(m)) for m in self.metric_cfgs])
-            evaluator.dataset_meta = self.dataset_meta
             previous, model.eval_configuration = model.eval_configuration, dict(config)
             try:
-                for batch in self.val_batches:
-                    evaluator.process(data_samples=model.test_step(batch), data_batch=batch)
+                self.cache[key] = self.evaluate(model)
             finally:
                 model.eval_configuration = previous
-            self.cache[key] = {k: float(v) for k, v in evaluator.evaluate(self.num_val).items()}
         return dict(self.cache[key])
+
+    def static(self, config: Mapping[str, float], canvas: tuple[int, int]) -> torch.nn.Module:
+        """``config`` as a plain static network, with statistics recalibrated for it."""
+        from vision_mtl.models.slimmable.static import static_model
+
+        recalibrate_batch_norms(self.model, config, self.calibration)
+        plain = SlimmableMultiTaskModel.plain_config(self.cfg.model)
+        return static_model(self.model, config, plain, example_input(self.model, canvas).cpu())
 
     def delta_m(self, metrics: Mapping[str, float]) -> float:
         """Δm of ``metrics`` against the widest configuration's."""
-        deltas = delta_m_against(metrics, self.reference, self.tasks)
-        return float(next(v for k, v in deltas.items() if k.startswith("multitask/delta_m")))
+        return delta_m_value(metrics, self.reference, self.tasks)
 
     def __call__(self, config: Mapping[str, float]) -> tuple[float, dict[str, float]]:
         """``(Δm, metrics)`` of ``config``: the ``evaluate_fn`` of the search."""
@@ -241,12 +267,7 @@ def save_static(
     The batch norms take the statistics recalibrated for ``config``; the checkpoint's
     ``meta.pruning`` holds the width record, so the slimmable config rebuilds it.
     """
-    from vision_mtl.models.slimmable.static import static_model
-
-    model = evaluator.model
-    recalibrate_batch_norms(model, config, evaluator.calibration)
-    plain = SlimmableMultiTaskModel.plain_config(evaluator.cfg.model)
-    static = static_model(model, config, plain, example_input(model, canvas).cpu())
+    static = evaluator.static(config, canvas)
     return save_pruned_checkpoint(static, static.pruning_record, path, evaluator.dataset_meta)
 
 

@@ -15,7 +15,6 @@ import torch
 import torch.distributed as dist
 from mmengine.model import MMDistributedDataParallel
 
-from vision_mtl.models.slimmable.sandwich import sandwich_train_step
 from vision_mtl.registry import MODEL_WRAPPERS, SCOPE
 
 
@@ -49,8 +48,8 @@ class SlimmableDistributedDataParallel(CPUDistributedDataParallel):
 
     ``MMDistributedDataParallel.train_step`` runs one forward pass and never calls the module's
     own ``train_step``; a :class:`~vision_mtl.models.SlimmableMultiTaskModel` trains several
-    width configurations per step, so its DDP wrapper runs
-    :func:`~vision_mtl.models.slimmable.sandwich.sandwich_train_step` through itself (gradients
+    width configurations per step, so its DDP wrapper runs the module's ``sandwich_step``
+    through itself (gradients
     reduced once, after the last configuration; the configurations drawn from the iteration
     number, so they agree on every rank). :class:`~vision_mtl.engine.runner.VisionMTLRunner`
     picks this wrapper for slimmable models.
@@ -58,8 +57,7 @@ class SlimmableDistributedDataParallel(CPUDistributedDataParallel):
 
     def train_step(self, data, optim_wrapper) -> dict:
         """One sandwich-rule iteration through the DDP wrapper."""
-        logs = sandwich_train_step(self, data, optim_wrapper, **self.module.sandwich)
-        return {k: torch.tensor(v) for k, v in logs.items()}
+        return self.module.sandwich_step(self, data, optim_wrapper)
 
 
 MODEL_WRAPPERS.register_module()(SlimmableDistributedDataParallel)

@@ -120,7 +120,13 @@ class SlimmableMultiTaskModel(MultiTaskModel):
 
     def train_step(self, data: dict | tuple | list, optim_wrapper: OptimWrapper) -> dict:
         """One sandwich-rule iteration (several configurations, one optimizer step)."""
-        logs = sandwich_train_step(self, data, optim_wrapper, **self.sandwich)
+        return self.sandwich_step(self, data, optim_wrapper)
+
+    def sandwich_step(
+        self, runner_model: nn.Module, data: dict | tuple | list, optim_wrapper: OptimWrapper
+    ) -> dict:
+        """The sandwich step run through ``runner_model``: this model or its DDP wrapper."""
+        logs = sandwich_train_step(runner_model, data, optim_wrapper, **self.sandwich)
         return {k: torch.tensor(v) for k, v in logs.items()}
 
     def forward(self, inputs, targets=None, meta=None, mode: str = "tensor"):

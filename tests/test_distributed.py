@@ -9,6 +9,8 @@ import sys
 import torch
 from conftest import ROOT
 
+from vision_mtl.engine import register_all_modules
+
 
 def _torchrun(config, work, *extra):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
@@ -27,6 +29,7 @@ def test_two_process_training_and_evaluation(tiny_cfg, tmp_path):
     work = tmp_path / "ddp"
     done = _torchrun(config, work)
     assert done.returncode == 0, done.stderr[-3000:]
+    register_all_modules()  # the weights_only allow-list, whichever test ran first in this worker
     ckpt = torch.load(work / "iter_4.pth", map_location="cpu")
     assert ckpt["meta"]["iter"] == 4
     log = next(work.glob("*/*.log")).read_text()

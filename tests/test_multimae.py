@@ -18,6 +18,7 @@ from vision_mtl.models.multimae import (
     standardize_depth,
 )
 from vision_mtl.models.multimae.losses import depth_loss
+from vision_mtl.models.multimae.output_adapters import OutputAdapter
 from vision_mtl.registry import MODELS
 
 H, W, P = 32, 48, 8
@@ -376,3 +377,29 @@ def test_encoder_state_dict_initializes_a_timm_backbone():
     backbone.model.load_state_dict({k: state[k] for k in expected}, strict=True)
     features = backbone(torch.randn(1, 3, 2 * H, W))  # another size: timm resamples pos_embed
     assert features[-1].shape == (1, 32, 2 * GRID[0], GRID[1])
+
+
+def test_context_tokens_carry_their_patch_position_and_modality():
+    # Same encoder output, but the depth tokens came from other patches: the RGB decoder must
+    # see the difference (attention alone is blind to the order of its context).
+    torch.manual_seed(0)
+    decoder = OutputAdapter(32, 3, 4, dim=32, depth=1, num_heads=4, modalities=("rgb", "depth"))
+    grid = (3, 4)
+    encoded = torch.randn(1, 1 + 4 + 4, 32)
+    own = torch.randn(1, 12, 32)
+    rgb_mask = torch.ones(1, 12, dtype=torch.bool)
+    rgb_mask[0, [0, 1, 2, 3]] = False
+    depth_a = torch.ones(1, 12, dtype=torch.bool)
+    depth_a[0, [4, 5, 6, 7]] = False
+    depth_b = torch.ones(1, 12, dtype=torch.bool)
+    depth_b[0, [8, 9, 10, 11]] = False
+    out_a = decoder(encoded, own, {"rgb": rgb_mask, "depth": depth_a}, grid)
+    out_b = decoder(encoded, own, {"rgb": rgb_mask, "depth": depth_b}, grid)
+    assert out_a.shape == (1, 12, 4 * 4 * 3)
+    assert not torch.allclose(out_a, out_b, atol=1e-4)
+    # the same positions under the other modality's embedding also differ
+    swapped = decoder(encoded, own, {"rgb": depth_a, "depth": rgb_mask}, grid)
+    again = decoder(encoded, own, {"rgb": rgb_mask, "depth": depth_a}, grid)
+    assert torch.equal(out_a, again) and not torch.allclose(swapped, out_a, atol=1e-4)
+    with pytest.raises(ValueError, match="expects"):
+        decoder(encoded, own, {"depth": depth_a, "rgb": rgb_mask}, grid)

@@ -166,6 +166,8 @@ class MultiMAE(BaseModel):
                 depth=int(dec["depth"]),
                 num_heads=int(dec["num_heads"]),
                 mlp_ratio=float(dec["mlp_ratio"]),
+                modalities=tuple(self.modalities),
+                modality=m,
             )
 
     # ------------------------------------------------------------------ construction
@@ -292,7 +294,7 @@ class MultiMAE(BaseModel):
         scattered = scattered.masked_scatter(~masked[..., None], encoded[:, 1:])
         own = scattered.split([masks[m].mask.shape[1] for m in names], dim=1)
         return {
-            m: self.decoders[m](encoded, own[i], masks[m].mask.to(encoded.device), grid)
+            m: self.decoders[m](encoded, own[i], {n: masks[n].mask for n in names}, grid)
             for i, m in enumerate(names)
         }
 

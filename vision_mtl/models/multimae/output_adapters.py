@@ -2,9 +2,14 @@
 
 Each modality's decoder builds one query per patch of its grid: a learned mask token where the
 patch was masked, the (projected) encoder output of that patch where it was visible, plus the
-fixed sin-cos position embedding at the decoder width. The queries read the whole encoder output
-(all modalities and the global token, projected to the decoder width) through one
-cross-attention layer: that is where information flows between modalities. ``depth`` timm
+fixed sin-cos position embedding at the decoder width and the decoder's learned embedding of its
+own modality. The queries read the whole encoder output (all modalities and the global token,
+projected to the decoder width) through one cross-attention layer: that is where information
+flows between modalities. As in the official code (``SpatialOutputAdapter``), every projected
+encoder token gets the sin-cos position of its patch and the embedding of its modality added
+before it serves as context, so a query finds the tokens of its neighbourhood by position from
+the first step instead of having to decode positions from the encoder's features (without them,
+the decoders of a short run ignore the context and predict the average scene). ``depth`` timm
 transformer blocks then refine the queries among themselves, and a linear layer maps each query
 to its patch's pixels (``patch² × channels``; semseg: ``patch² × num_classes`` logits).
 """
@@ -65,6 +70,9 @@ class OutputAdapter(nn.Module):
         depth: transformer blocks after the cross-attention layer.
         num_heads: attention heads of every decoder layer.
         mlp_ratio: MLP hidden width relative to ``dim``.
+        modalities: the encoder's modalities in token order (one learned embedding each,
+            added to their context tokens); must include this decoder's ``modality``.
+        modality: the modality this decoder reconstructs (its queries get its embedding).
     """
 
     def __init__(
@@ -76,8 +84,16 @@ class OutputAdapter(nn.Module):
         depth: int = 2,
         num_heads: int = 8,
         mlp_ratio: float = 4.0,
+        modalities: tuple[str, ...] = ("rgb",),
+        modality: str = "rgb",
     ) -> None:
         super().__init__()
+        if modality not in modalities:
+            raise ValueError(f"modality {modality!r} is not among the modalities {modalities}")
+        self.modalities = tuple(modalities)
+        self.modality = modality
+        self.modality_embed = nn.Parameter(torch.zeros(len(self.modalities), dim))
+        nn.init.trunc_normal_(self.modality_embed, std=0.02)
         self.dim = int(dim)
         self.patch_size = int(patch_size)
         self.out_channels = int(out_channels)
@@ -95,27 +111,40 @@ class OutputAdapter(nn.Module):
         self,
         encoded: torch.Tensor,
         own_tokens: torch.Tensor,
-        mask: torch.Tensor,
+        masks: dict[str, torch.Tensor],
         grid: tuple[int, int],
     ) -> torch.Tensor:
         """Predict every patch of this modality.
 
         Args:
-            encoded: the whole encoder output, ``B × (1 + V) × encoder_dim``.
+            encoded: the whole encoder output, ``B × (1 + V) × encoder_dim``: the global token,
+                then the visible tokens by modality (``modalities`` order) and patch index.
             own_tokens: this modality's encoder outputs scattered back to their grid positions,
                 ``B × N × encoder_dim`` (any values at masked positions: they are replaced).
-            mask: ``B × N`` bool, True = masked.
+            masks: modality → ``B × N`` bool (True = masked), for exactly ``modalities``.
             grid: the patch grid ``(h, w)`` with ``h * w == N``.
 
         Returns:
             ``B × N × (patch² · out_channels)`` patch predictions, row-major patches, each patch
             laid out as (row, column, channel) — see :func:`unpatchify`.
         """
+        if tuple(masks) != self.modalities:
+            raise ValueError(f"masks are for {tuple(masks)}, the decoder expects {self.modalities}")
         context = self.proj_context(encoded)
+        pos = sincos_2d(self.dim, grid[0], grid[1]).to(context.device, context.dtype)
+        embed = self.modality_embed.to(context.dtype)
+        # Position + modality embedding of every token of every modality, in encoder order;
+        # the visible ones are picked with the same mask the encoder used.
+        every = torch.cat([pos + embed[i] for i in range(len(self.modalities))], dim=0)
+        masked = torch.cat(list(masks.values()), dim=1).to(context.device)
+        b = context.shape[0]
+        visible = every.expand(b, -1, -1)[~masked].reshape(b, -1, self.dim)
+        context = torch.cat([context[:, :1], context[:, 1:] + visible], dim=1)
         own = self.proj_context(own_tokens)
+        mask = masks[self.modality].to(context.device)
         queries = torch.where(mask[..., None], self.mask_token.to(own.dtype), own)
-        pos = sincos_2d(self.dim, grid[0], grid[1]).to(queries.device, queries.dtype)
-        x = self.cross(queries + pos[None], context)
+        own_embed = embed[self.modalities.index(self.modality)]
+        x = self.cross(queries + pos[None] + own_embed, context)
         x = self.blocks(x)
         return self.head(self.norm(x))
 

@@ -125,6 +125,21 @@ def test_random_configurations_depend_only_on_seed_and_iteration():
         sample_configurations(model, -1, sandwich_generator())
 
 
+def test_uniform_configurations_give_every_slot_one_intermediate_width():
+    model = _model()
+    configs = sample_configurations(model, 2, sandwich_generator(3, 5), num_uniform=40)
+    # the per-slot draws come first and are unchanged by the uniform ones
+    assert configs[:4] == sample_configurations(model, 2, sandwich_generator(3, 5))
+    uniform = configs[4:]
+    assert [name for name, _ in uniform] == [f"uni{i}" for i in range(40)]
+    widths = [set(config.values()) for _, config in uniform]
+    assert all(len(w) == 1 for w in widths)  # one width for every slot
+    assert set.union(*widths) == {0.5, 0.75}  # the intermediate widths, both drawn in 40
+    assert set(uniform[0][1]) == {"encoder", "decoder", *TASKS}
+    with pytest.raises(ValueError, match="num_uniform"):
+        sample_configurations(model, 0, sandwich_generator(), num_uniform=-1)
+
+
 def test_distillation_terms_vanish_at_the_widest_configuration():
     model = _model()
     log = sandwich_train_step(

@@ -46,7 +46,7 @@ from vision_mtl.registry import MODELS
 
 #: the ``sandwich`` settings and their defaults (see :func:`.sandwich.sandwich_train_step`)
 SANDWICH_DEFAULTS = dict(
-    num_random=2, distill_weight=0.0, cikd_weight=0.0, seed=0, others_weight=1.0
+    num_random=2, distill_weight=0.0, cikd_weight=0.0, seed=0, others_weight=1.0, num_uniform=0
 )
 #: model keys a slimmable config adds to a MultiTaskModel config
 SLIMMABLE_KEYS = ("widths", "sandwich", "eval_configuration")
@@ -61,8 +61,9 @@ def check_sandwich(settings: Mapping | None) -> dict:
             f"model.sandwich: unknown key(s) {unknown}; allowed: {sorted(SANDWICH_DEFAULTS)}"
         )
     out = {**SANDWICH_DEFAULTS, **settings}
-    if not isinstance(out["num_random"], int) or out["num_random"] < 0:
-        raise ValueError(f"model.sandwich.num_random must be an int >= 0, got {out['num_random']}")
+    for key in ("num_random", "num_uniform"):
+        if not isinstance(out[key], int) or isinstance(out[key], bool) or out[key] < 0:
+            raise ValueError(f"model.sandwich.{key} must be an int >= 0, got {out[key]!r}")
     for key in ("distill_weight", "cikd_weight", "others_weight"):
         value = out[key]
         if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
@@ -80,8 +81,9 @@ class SlimmableMultiTaskModel(MultiTaskModel):
     Args:
         *args: as for :class:`MultiTaskModel`.
         widths: the widths every slot offers (and trains); only these can be chosen later.
-        sandwich: settings of the training step: ``num_random`` configurations besides the
-            widest and narrowest, ``distill_weight`` (task outputs toward the widest
+        sandwich: settings of the training step: ``num_random`` per-slot random and
+            ``num_uniform`` uniform configurations besides the widest and narrowest,
+            ``distill_weight`` (task outputs toward the widest
             configuration's), ``cikd_weight`` (encoder features toward the widest encoder's),
             ``others_weight`` (factor on every non-widest configuration's loss) and the
             ``seed`` of the random configurations.

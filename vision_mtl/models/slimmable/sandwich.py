@@ -1,8 +1,10 @@
 """Sandwich-rule training of a slimmable multitask model (one optimizer step per iteration).
 
 Every iteration trains several width configurations (:mod:`.model`) of the one shared parameter
-set: the widest, the narrowest and ``num_random`` random ones (each slot's width drawn from the
-widths it offers). Each configuration's loss is backpropagated on its own, so only one
+set: the widest, the narrowest, ``num_random`` random ones (each slot's width drawn from the
+widths it offers) and ``num_uniform`` uniform ones (one width drawn for every slot, among the
+intermediate widths all slots offer: US-Nets' original rule, which the per-slot draws almost
+never produce, (1/4)^6 for six slots of four widths). Each configuration's loss is backpropagated on its own, so only one
 configuration's graph is alive at a time, and the gradients accumulate in the parameters' ``.grad``;
 one optimizer step then applies their sum (the sandwich rule of US-Nets, Yu & Huang 2019).
 
@@ -64,15 +66,20 @@ def sandwich_generator(seed: int = 0, iteration: int | None = None) -> torch.Gen
 
 
 def sample_configurations(
-    model: nn.Module, num_random: int, generator: torch.Generator
+    model: nn.Module, num_random: int, generator: torch.Generator, num_uniform: int = 0
 ) -> list[tuple[str, dict[str, float]]]:
-    """The configurations of one sandwich step, named: ``max``, ``min``, ``rand0``, ...
+    """The configurations of one sandwich step, named: ``max``, ``min``, ``rand0``, ...,
+    ``uni0``, ...
 
-    Slots are drawn in sorted name order, each uniformly from the widths it offers, so the
-    result depends only on the model's slots and the generator's state.
+    Per-slot random configurations draw slots in sorted name order, each uniformly from the
+    widths it offers; then each uniform configuration draws one width from the widths every
+    slot offers, except the widest and narrowest of them (trained every step anyway) when
+    others remain. The result depends only on the model's slots and the generator's state.
     """
     if num_random < 0:
         raise ValueError(f"num_random must be >= 0, got {num_random}")
+    if num_uniform < 0:
+        raise ValueError(f"num_uniform must be >= 0, got {num_uniform}")
     offered = slot_widths(model)
     configs = [("max", full_configuration(model)), ("min", narrowest_configuration(model))]
     for i in range(num_random):
@@ -81,6 +88,14 @@ def sample_configurations(
             widths = offered[slot]
             config[slot] = widths[int(torch.randint(len(widths), (1,), generator=generator))]
         configs.append((f"rand{i}", config))
+    if num_uniform:
+        common = sorted(set.intersection(*(set(w) for w in offered.values())))
+        if not common:
+            raise ValueError(f"num_uniform needs a width every slot offers; slots offer {offered}")
+        middle = common[1:-1] or common
+        for i in range(num_uniform):
+            width = middle[int(torch.randint(len(middle), (1,), generator=generator))]
+            configs.append((f"uni{i}", dict.fromkeys(offered, width)))
     return configs
 
 
@@ -155,6 +170,7 @@ def sandwich_train_step(
     cikd_weight: float = 0.0,
     seed: int = 0,
     others_weight: float = 1.0,
+    num_uniform: int = 0,
 ) -> dict[str, float]:
     """One sandwich-rule training iteration: several configurations, one optimizer step.
 
@@ -174,6 +190,8 @@ def sandwich_train_step(
             configuration but the widest. Adam normalizes the summed gradient, so with 1.0 the
             widest configuration steers only about ``1 / (2 + num_random)`` of each update;
             ``1 / (1 + num_random)`` gives it as much weight as all the others together.
+        num_uniform: uniform configurations (one intermediate width for every slot) besides
+            the random ones.
 
     The step's named configurations are left on the model as ``sandwich_configurations``.
 
@@ -192,7 +210,7 @@ def sandwich_train_step(
     inner = getattr(model, "module", model)  # the MultiTaskModel inside a DDP wrapper
     if generator is None:
         generator = sandwich_generator(seed)
-    configs = sample_configurations(inner, num_random, generator)
+    configs = sample_configurations(inner, num_random, generator, num_uniform)
     inner.sandwich_configurations = configs  # what this step trained, for inspection and tests
     with optim_wrapper.optim_context(inner):
         data = inner.data_preprocessor(data, True)

@@ -188,8 +188,9 @@ def sandwich_train_step(
         seed: base seed of the default generator.
         others_weight: factor on the whole loss (task, distillation and CIKD terms) of every
             configuration but the widest. Adam normalizes the summed gradient, so with 1.0 the
-            widest configuration steers only about ``1 / (2 + num_random)`` of each update;
-            ``1 / (1 + num_random)`` gives it as much weight as all the others together.
+            widest configuration steers only about ``1 / (2 + num_random + num_uniform)`` of each
+            update; ``1 / (1 + num_random + num_uniform)`` gives it as much weight as all the
+            others together.
         num_uniform: uniform configurations (one intermediate width for every slot) besides
             the random ones.
 

@@ -1,7 +1,6 @@
 # MultiMAE pretraining of ViT-Tiny/8 on SynthScenes RGB + depth + semantics (their exact depth
-# and labels stand in for the paper's pseudo labels). Sized for the CPU demo: measured 1.5 s per
-# iteration (batch 8, OMP_NUM_THREADS=1, on a shared 2-core machine at load 6; steady state of
-# a 30-iteration run), so the 800 iterations take about 20 minutes, less with 2 threads.
+# and labels stand in for the paper's pseudo labels). Sized for the CPU demo: the 800 iterations
+# took 19.5 minutes here (one thread, with a fine-tuning run on the machine's other core).
 # Its encoder initializes configs/baseline/baseline_vit-tiny-p8_1xb8-800_synthscenes-nyud-96x128.py.
 _base_ = [
     "../_base_/models/multimae_vit-tiny-p8.py",

@@ -13,6 +13,7 @@ import os
 import pickle
 import tempfile
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 
 
@@ -114,6 +115,41 @@ def write_json(data: dict, path: str | os.PathLike) -> None:
         safe["non_finite"] = non_finite
     text = json.dumps(safe, indent=2, sort_keys=True, allow_nan=False)
     atomic_write_bytes(text.encode(), path)
+
+
+def _listing(names: list[str], limit: int = 6) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f", … ({len(names) - limit} more)" if len(names) > limit else "")
+
+
+def state_dict_mismatch(
+    model, state_dict: Mapping, limit: int = 6, shape_limit: int = 3
+) -> str | None:
+    """What keeps ``state_dict`` from loading strictly into ``model`` (a torch module); ``None``
+    when it fits.
+
+    Returns one sentence fragment per kind of problem: keys the model needs that the checkpoint
+    lacks, keys the model does not have, and keys whose shapes differ (with both shapes); each
+    list names at most ``limit`` keys (``shape_limit`` for the shapes) and counts the rest.
+    """
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    shapes = [
+        f"{k} {tuple(state_dict[k].shape)} in the checkpoint vs {tuple(v.shape)} in the model"
+        for k, v in expected.items()
+        if k in state_dict
+        and hasattr(state_dict[k], "shape")
+        and tuple(state_dict[k].shape) != tuple(v.shape)
+    ]
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing key(s): {_listing(missing, limit)}")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected key(s): {_listing(unexpected, limit)}")
+    if shapes:
+        parts.append(f"{len(shapes)} shape mismatch(es): {_listing(shapes, shape_limit)}")
+    return "; ".join(parts) or None
 
 
 def resolve_checkpoint(path: str | os.PathLike) -> str:

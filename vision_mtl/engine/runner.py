@@ -17,7 +17,7 @@ from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 from torch import nn
 
-from vision_mtl.utils import check_checkpoint_file, read_checkpoint
+from vision_mtl.utils import check_checkpoint_file, read_checkpoint, state_dict_mismatch
 
 
 def _strip_prefixes(state_dict: Mapping, revise_keys: list) -> dict:
@@ -25,39 +25,6 @@ def _strip_prefixes(state_dict: Mapping, revise_keys: list) -> dict:
     for pattern, replacement in revise_keys:
         state = {re.sub(pattern, replacement, k): v for k, v in state.items()}
     return state
-
-
-def _listing(names: list[str], limit: int = 6) -> str:
-    shown = ", ".join(names[:limit])
-    return shown + (f", … ({len(names) - limit} more)" if len(names) > limit else "")
-
-
-def state_dict_mismatch(
-    model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor]
-) -> str | None:
-    """What keeps ``state_dict`` from loading strictly into ``model``; ``None`` when it fits.
-
-    Returns one sentence fragment per kind of problem: keys the model needs that the checkpoint
-    lacks, keys the model does not have, and keys whose shapes differ (with both shapes).
-    """
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in expected]
-    shapes = [
-        f"{k} {tuple(state_dict[k].shape)} in the checkpoint vs {tuple(v.shape)} in the model"
-        for k, v in expected.items()
-        if k in state_dict
-        and hasattr(state_dict[k], "shape")
-        and tuple(state_dict[k].shape) != tuple(v.shape)
-    ]
-    parts = []
-    if missing:
-        parts.append(f"{len(missing)} missing key(s): {_listing(missing)}")
-    if unexpected:
-        parts.append(f"{len(unexpected)} unexpected key(s): {_listing(unexpected)}")
-    if shapes:
-        parts.append(f"{len(shapes)} shape mismatch(es): {_listing(shapes, 3)}")
-    return "; ".join(parts) or None
 
 
 class CheckpointMismatchError(RuntimeError):

@@ -37,7 +37,7 @@ from timm.layers import resample_abs_pos_embed
 from torch import nn
 
 from vision_mtl.models.multimae.adapters import sincos_2d
-from vision_mtl.utils import read_checkpoint
+from vision_mtl.utils import read_checkpoint, state_dict_mismatch
 
 #: Official name pattern → our name (``{m}`` a modality, ``{i}`` a block index, ``*`` the rest).
 OFFICIAL_TO_OURS = {
@@ -316,22 +316,11 @@ def load_multimae_into_vit(vit: nn.Module, path_or_state, strict: bool = True) -
                 kept.append(key)
     missing = sorted(k for k in own if k not in timm_state)
     unexpected = sorted(k for k in timm_state if k not in own)
-    shapes = sorted(
-        f"{k}: checkpoint {tuple(timm_state[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in own
-        if k in timm_state and timm_state[k].shape != own[k].shape
-    )
-    if strict and (missing or unexpected or shapes):
-        parts = []
-        if shapes:
-            parts.append(f"shape mismatches {_short(shapes)}")
-        if missing:
-            parts.append(f"missing keys {_short(missing)}")
-        if unexpected:
-            parts.append(f"unexpected keys {_short(unexpected)}")
+    problem = state_dict_mismatch(vit, timm_state, limit=8, shape_limit=8)
+    if strict and problem:
         raise ValueError(
             f"MultiMAE checkpoint {where} ({kind} layout) does not fit the "
-            f"{type(vit).__name__}: " + "; ".join(parts)
+            f"{type(vit).__name__}: {problem}"
         )
     loadable = {k: v for k, v in timm_state.items() if k in own and v.shape == own[k].shape}
     vit.load_state_dict(loadable, strict=strict)
@@ -343,9 +332,3 @@ def load_multimae_into_vit(vit: nn.Module, path_or_state, strict: bool = True) -
         unexpected=unexpected,
         kept=sorted(kept),
     )
-
-
-def _short(items: list[str], limit: int = 8) -> str:
-    shown = ", ".join(items[:limit])
-    more = f" (+{len(items) - limit} more)" if len(items) > limit else ""
-    return f"[{shown}]{more}"

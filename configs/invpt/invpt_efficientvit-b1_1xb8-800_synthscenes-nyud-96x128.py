@@ -4,6 +4,7 @@
 _base_ = [
     "../_base_/models/baseline_efficientvit-b1.py",
     "../_base_/datasets/synthscenes_nyud.py",
+    "../_base_/tasks/synthscenes_nyud.py",
     "../_base_/schedules/adamw-poly_800.py",
     "../_base_/default_runtime.py",
 ]
@@ -13,11 +14,5 @@ model = dict(
         _delete_=True, type="CrossTaskAttentionDecoder", channels=64, dims=(96, 64, 32), heads=2
     ),
     head=dict(num_convs=0),
-    # The quickstart's loss weights (its config says why).
-    tasks=dict(
-        semseg=dict(num_classes=7, loss_weight=1.0),
-        depth=dict(loss_weight=5.0),
-        normals=dict(loss_weight=30.0),
-        edge=dict(loss_weight=50.0),
-    ),
+    tasks=_base_.synthscenes_nyud_tasks,
 )

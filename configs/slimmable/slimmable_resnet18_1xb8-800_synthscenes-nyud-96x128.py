@@ -4,16 +4,11 @@
 _base_ = [
     "../_base_/models/slimmable_resnet18.py",
     "../_base_/datasets/synthscenes_nyud.py",
+    "../_base_/tasks/synthscenes_nyud.py",
     "../_base_/schedules/adamw-poly_800.py",
     "../_base_/default_runtime.py",
 ]
 
-# The quickstart's loss weights (its config says why).
 model = dict(
-    tasks=dict(
-        semseg=dict(num_classes=7, loss_weight=1.0),
-        depth=dict(loss_weight=5.0),
-        normals=dict(loss_weight=30.0),
-        edge=dict(loss_weight=50.0),
-    ),
+    tasks=_base_.synthscenes_nyud_tasks,
 )

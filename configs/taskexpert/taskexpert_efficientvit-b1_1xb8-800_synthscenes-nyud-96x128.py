@@ -4,17 +4,12 @@
 _base_ = [
     "../_base_/models/baseline_efficientvit-b1.py",
     "../_base_/datasets/synthscenes_nyud.py",
+    "../_base_/tasks/synthscenes_nyud.py",
     "../_base_/schedules/adamw-poly_800.py",
     "../_base_/default_runtime.py",
 ]
 
 model = dict(
     decoder=dict(_delete_=True, type="TaskExpertDecoder", channels=64, num_experts=8, out_stride=4),
-    # The quickstart's loss weights (its config says why).
-    tasks=dict(
-        semseg=dict(num_classes=7, loss_weight=1.0),
-        depth=dict(loss_weight=5.0),
-        normals=dict(loss_weight=30.0),
-        edge=dict(loss_weight=50.0),
-    ),
+    tasks=_base_.synthscenes_nyud_tasks,
 )

@@ -75,6 +75,8 @@ METRICS = VisionMTLRegistry(
 HOOKS = VisionMTLRegistry(
     "hook", parent=MMENGINE_HOOKS, scope=SCOPE, locations=["vision_mtl.engine"]
 )
+#: loss weighting and gradient aggregation strategies (``model.weighting``)
+WEIGHTINGS = VisionMTLRegistry("weighting", scope=SCOPE, locations=["vision_mtl.losses"])
 FUNCTIONS = VisionMTLRegistry(
     "function", parent=MMENGINE_FUNCTIONS, scope=SCOPE, locations=["vision_mtl.datasets"]
 )

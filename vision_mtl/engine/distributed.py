@@ -61,3 +61,22 @@ class SlimmableDistributedDataParallel(CPUDistributedDataParallel):
 
 
 MODEL_WRAPPERS.register_module()(SlimmableDistributedDataParallel)
+
+
+class WeightedDistributedDataParallel(CPUDistributedDataParallel):
+    """DDP wrapper whose train step is the model's weighting step.
+
+    With a weighting other than ``Fixed`` (:mod:`vision_mtl.losses.weighting`), the model's
+    ``weighted_step`` combines the per-task losses or gradients before the update; loss-based
+    strategies run their forward pass through this wrapper (gradients reduced by DDP as usual),
+    gradient-based ones reduce the task gradients themselves before combining them
+    (:mod:`vision_mtl.models.weighted_step`). :class:`~vision_mtl.engine.runner.VisionMTLRunner`
+    picks this wrapper for such models.
+    """
+
+    def train_step(self, data, optim_wrapper) -> dict:
+        """One weighting-step iteration through the DDP wrapper."""
+        return self.module.weighted_step(self, data, optim_wrapper)
+
+
+MODEL_WRAPPERS.register_module()(WeightedDistributedDataParallel)

@@ -11,6 +11,7 @@ not finite. The weights, and every checkpoint written so far, stay those of the 
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 import torch
 from mmengine.logging import MessageHub
@@ -58,3 +59,33 @@ class GuardedOptimWrapper(OptimWrapper):
             elif self.clip_grad_kwargs:
                 self._clip_grad()
         self.optimizer.step(**kwargs)
+
+
+@OPTIM_WRAPPERS.register_module()
+class AutocastOptimWrapper(GuardedOptimWrapper):
+    """:class:`GuardedOptimWrapper` whose forward passes run under ``torch.autocast``.
+
+    mmengine's AmpOptimWrapper refuses to start without a GPU; bf16 autocast needs no loss
+    scaler (bf16 has fp32's exponent range), so on the CPU this wrapper is mixed precision:
+    parameters, gradients and the optimizer stay fp32, matrix products run in ``dtype``.
+
+    Args:
+        dtype: the autocast dtype (``'bfloat16'``; ``'float16'`` only where the device's autocast
+            supports it, and then without a scaler).
+        **kwargs: as for :class:`GuardedOptimWrapper`.
+    """
+
+    def __init__(self, dtype: str = "bfloat16", **kwargs) -> None:
+        super().__init__(**kwargs)
+        if dtype not in ("bfloat16", "float16"):
+            raise ValueError(f"optim_wrapper.dtype must be 'bfloat16' or 'float16', got {dtype!r}")
+        self.cast_dtype = getattr(torch, dtype)
+
+    @contextmanager
+    def optim_context(self, model: torch.nn.Module):
+        """mmengine's context (``no_sync`` while accumulating), plus autocast on the model's
+        device."""
+        param = next(model.parameters(), None)
+        device = "cpu" if param is None else param.device.type
+        with super().optim_context(model), torch.autocast(device, dtype=self.cast_dtype):
+            yield

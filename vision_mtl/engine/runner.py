@@ -53,11 +53,12 @@ def check_checkpoint_fits(
     )
 
 
-#: DDP wrappers a slimmable model's own wrapper replaces
+#: DDP wrappers a model's own wrapper (its ``ddp_wrapper``) replaces
 _DDP_WRAPPERS = (
     "MMDistributedDataParallel",
     "CPUDistributedDataParallel",
     "SlimmableDistributedDataParallel",
+    "WeightedDistributedDataParallel",
 )
 
 
@@ -77,18 +78,19 @@ class VisionMTLRunner(Runner):
         return build_model(model)
 
     def wrap_model(self, model_wrapper_cfg: dict | None, model: nn.Module) -> nn.Module:
-        """mmengine's wrapping; a slimmable model gets the sandwich-rule DDP wrapper.
+        """mmengine's wrapping; a model with a train step of its own (the sandwich rule of a
+        slimmable model, a weighting other than ``Fixed``) gets the DDP wrapper that runs it.
 
         Raises:
-            ValueError: a slimmable model with another wrapper than a DDP one configured.
+            ValueError: such a model with another wrapper than a DDP one configured.
         """
         if self.distributed and getattr(model, "ddp_wrapper", None) and not is_model_wrapper(model):
             cfg = dict(model_wrapper_cfg or {})
             given = str(cfg.get("type", "MMDistributedDataParallel")).rsplit(".", 1)[-1]
             if given not in _DDP_WRAPPERS:
                 raise ValueError(
-                    f"model_wrapper_cfg.type={given!r}: a slimmable model trains under DDP with "
-                    f"{model.ddp_wrapper} (its sandwich step); other wrappers are not supported"
+                    f"model_wrapper_cfg.type={given!r}: this model trains under DDP with "
+                    f"{model.ddp_wrapper} (its own train step); other wrappers are not supported"
                 )
             cfg["type"] = model.ddp_wrapper
             model_wrapper_cfg = cfg

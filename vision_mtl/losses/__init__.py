@@ -1,4 +1,5 @@
-"""Per-task losses (registered in the model registry)."""
+"""Per-task losses (registered in the model registry) and the weighting strategies that combine
+them (:mod:`vision_mtl.losses.weighting`, registered in ``WEIGHTINGS``)."""
 
 from vision_mtl.losses.task_losses import (
     BalancedBCELoss,
@@ -7,6 +8,7 @@ from vision_mtl.losses.task_losses import (
     MaskedL1Loss,
     NormalsL1Loss,
 )
+from vision_mtl.losses.weighting import Weighting
 
 __all__ = [
     "BalancedBCELoss",
@@ -14,4 +16,5 @@ __all__ = [
     "CrossEntropyLoss",
     "MaskedL1Loss",
     "NormalsL1Loss",
+    "Weighting",
 ]

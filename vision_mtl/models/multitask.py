@@ -1,8 +1,13 @@
 """MultiTaskModel: a shared backbone, a multitask decoder, per-task heads and losses.
 
-Forward modes follow mmengine: ``loss`` returns ``loss_<task>`` entries (already weighted, so
-mmengine's sum is the total), ``predict`` returns one dict per image with predictions cropped to the
-image's original size, ``tensor`` returns raw logits at the input size (what ONNX export uses).
+Forward modes follow mmengine: ``loss`` returns ``loss_<task>`` entries (each scaled by its task's
+``loss_weight``, so with the default ``Fixed`` weighting mmengine's sum is the total), ``predict``
+returns one dict per image with predictions cropped to the image's original size, ``tensor``
+returns raw logits at the input size (what ONNX export uses).
+
+Any other ``weighting`` (:mod:`vision_mtl.losses.weighting`) replaces mmengine's train step by
+:func:`vision_mtl.models.weighted_step.weighted_train_step`, which combines the per-task losses
+(or their gradients) before the optimizer step.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ from torch import nn
 
 from vision_mtl.models.decoders.base import DecoderOutput
 from vision_mtl.models.tta import check_tta, tta_logits
-from vision_mtl.registry import MODELS
+from vision_mtl.models.weighted_step import weighted_train_step
+from vision_mtl.registry import MODELS, WEIGHTINGS
 from vision_mtl.tasks import as_prediction_layout, check_tasks, get_task
 
 
@@ -28,6 +34,23 @@ def _build(cfg: dict | nn.Module, **defaults) -> nn.Module:
     for key, value in defaults.items():
         cfg.setdefault(key, value)
     return MODELS.build(cfg)
+
+
+def build_weighting(cfg: dict | nn.Module | None, tasks: Sequence[str]) -> nn.Module:
+    """The model's weighting component from its config (``None``: ``Fixed``)."""
+    if isinstance(cfg, nn.Module):
+        return cfg
+    cfg = dict(type="Fixed") if cfg is None else dict(cfg)
+    if "tasks" in cfg and list(cfg["tasks"]) != list(tasks):
+        raise ValueError(
+            f"model.weighting.tasks={cfg['tasks']!r} differs from the model's tasks {list(tasks)}; "
+            "leave it out, the model fills it in"
+        )
+    cfg["tasks"] = list(tasks)
+    try:
+        return WEIGHTINGS.build(cfg)
+    except TypeError as err:
+        raise TypeError(f"model.weighting={dict(cfg)!r}: {err}") from None
 
 
 @MODELS.register_module()
@@ -46,6 +69,12 @@ class MultiTaskModel(BaseModel):
         aux_loss_weight: factor on intermediate-supervision losses of decoders that emit them.
         tta: test-time augmentation of ``predict``: ``dict(flip=True, scales=[0.75, 1, 1.25])``
             (:mod:`vision_mtl.models.tta`); ``None`` predicts the image as given.
+        weighting: how the per-task losses become one update
+            (:mod:`vision_mtl.losses.weighting`): ``dict(type='Fixed')`` (the default: the sum of
+            the ``loss_weight``-scaled losses), a loss-based strategy (``Uncertainty``, ``DWA``,
+            ``RLW``, ``LogSum``, ``FAMO``) or a gradient-based one (``PCGrad``, ``CAGrad``,
+            ``IMTLG``, ``NashMTL``, ``AlignedMTL``, ``MGDA``, ``UPGrad``, ``GradNorm``,
+            ``DBMTL``). It sees the ``loss_weight``-scaled losses.
     """
 
     def __init__(
@@ -57,6 +86,7 @@ class MultiTaskModel(BaseModel):
         data_preprocessor: dict | None = None,
         aux_loss_weight: float = 1.0,
         tta: dict | None = None,
+        weighting: dict | None = None,
         init_cfg: dict | None = None,
     ) -> None:
         # Built through our registry so the model works without a config's default scope.
@@ -92,6 +122,7 @@ class MultiTaskModel(BaseModel):
                 dict(head, in_channels=self.decoder.out_channels[task], out_channels=out)
             )
             self.losses[task] = _build(self.task_settings[task].get("loss", spec.loss))
+        self.weighting = build_weighting(weighting, self.tasks)
         # Set by vision_mtl.models.builder.build_model, which applies a pruning record; every
         # checkpoint of the model carries it (AtomicCheckpointHook).
         self.pruning_record: dict | None = None
@@ -99,8 +130,13 @@ class MultiTaskModel(BaseModel):
     # ------------------------------------------------------------------ forward paths
     def _logits(self, inputs: torch.Tensor) -> tuple[dict[str, torch.Tensor], DecoderOutput]:
         """Raw per-task outputs resized to the input size."""
-        decoded = self.decoder(self.backbone(inputs))
-        size = inputs.shape[-2:]
+        return self._decode(self.backbone(inputs), inputs.shape[-2:])
+
+    def _decode(
+        self, features: list[torch.Tensor], size: torch.Size
+    ) -> tuple[dict[str, torch.Tensor], DecoderOutput]:
+        """Raw per-task outputs at ``size`` from the backbone's ``features``."""
+        decoded = self.decoder(features)
         logits = {}
         for task in self.tasks:
             out = self.heads[task](decoded.features[task])
@@ -127,10 +163,20 @@ class MultiTaskModel(BaseModel):
         self, inputs: torch.Tensor, targets: dict[str, torch.Tensor]
     ) -> dict[str, torch.Tensor]:
         """Weighted per-task losses, keyed ``loss_<task>`` (and ``loss_<task>_<stage>``)."""
+        return self.loss_from_features(self.backbone(inputs), inputs, targets)
+
+    def loss_from_features(
+        self,
+        features: list[torch.Tensor],
+        inputs: torch.Tensor,
+        targets: dict[str, torch.Tensor],
+    ) -> dict[str, torch.Tensor]:
+        """:meth:`loss` from the backbone's ``features`` of ``inputs`` (the decoder's input: the
+        shared representation gradient-based weightings may differentiate against)."""
         missing = [t for t in self.tasks if t not in targets]
         if missing:
             raise KeyError(f"the batch carries no targets for task(s) {missing}")
-        logits, decoded = self._logits(inputs)
+        logits, decoded = self._decode(features, inputs.shape[-2:])
         losses = {}
         for task in self.tasks:
             losses[f"loss_{task}"] = self.loss_weights[task] * self.losses[task](
@@ -172,6 +218,39 @@ class MultiTaskModel(BaseModel):
         return results
 
     # ------------------------------------------------------------------ training step
+    @property
+    def ddp_wrapper(self) -> str | None:
+        """The DDP wrapper VisionMTLRunner picks: mmengine's for fixed weights, else the one
+        whose train step is :meth:`weighted_step`."""
+        if self.weighting.is_fixed:
+            return None
+        return "vision_mtl.WeightedDistributedDataParallel"
+
+    def train_step(self, data: dict | tuple | list, optim_wrapper) -> dict:
+        """mmengine's step with fixed weights; :meth:`weighted_step` with any other weighting."""
+        if self.weighting.is_fixed:
+            return super().train_step(data, optim_wrapper)
+        return self.weighted_step(self, data, optim_wrapper)
+
+    def weighted_step(self, runner_model: nn.Module, data: dict | tuple | list, optim_wrapper):
+        """The weighting's train step run through ``runner_model``: this model or its DDP
+        wrapper (:func:`vision_mtl.models.weighted_step.weighted_train_step`)."""
+        return weighted_train_step(runner_model, data, optim_wrapper)
+
+    def task_loss_vector(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
+        """One fp32 loss per task, in :attr:`tasks` order, from :meth:`loss`'s dict: each task's
+        ``loss_<task>`` plus its intermediate-supervision terms ``loss_<task>_<stage>``."""
+        by_length = sorted(self.tasks, key=len, reverse=True)
+        totals: dict[str, list[torch.Tensor]] = {t: [] for t in self.tasks}
+        for key, value in losses.items():
+            task = next(
+                (t for t in by_length if key == f"loss_{t}" or key.startswith(f"loss_{t}_")), None
+            )
+            if task is None:
+                raise KeyError(f"loss entry {key!r} belongs to none of the tasks {self.tasks}")
+            totals[task].append(value.float().mean())
+        return torch.stack([torch.stack(totals[t]).sum() for t in self.tasks])
+
     def parse_losses(self, losses: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
         """mmengine's loss parsing, refusing a non-finite loss.
 

@@ -104,6 +104,12 @@ class SlimmableMultiTaskModel(MultiTaskModel):
         **kwargs,
     ) -> None:
         super().__init__(*args, **kwargs)
+        if not self.weighting.is_fixed:
+            raise ValueError(
+                f"model.weighting={type(self.weighting).__name__}: a slimmable model trains with "
+                "the sandwich rule, which sums every configuration's losses with fixed weights; "
+                "other weightings are not supported for it"
+            )
         self.sandwich = check_sandwich(sandwich)
         make_model_slimmable(self, widths)
         if eval_configuration is not None:

@@ -276,6 +276,50 @@ def test_bf16_autocast_trains_a_gradient_method_without_non_finite_steps(weighti
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
+@pytest.mark.parametrize(
+    "weighting", [dict(type="PCGrad"), dict(type="IMTLG", target="representation")]
+)
+def test_scaled_task_gradients_are_unscaled_before_they_are_combined(weighting):
+    """A fixed loss scale of 2^10 (a power of two: scaling is exact) gives the unscaled run's
+    parameters: the task gradients are unscaled before combining, and the combined gradient is
+    scaled back for the scaler to unscale once."""
+    results = []
+    for loss_scale in (None, 1024.0):
+        model = build(weighting)
+        optim = AutocastOptimWrapper(
+            dtype="bfloat16",
+            loss_scale=loss_scale,
+            optimizer=torch.optim.SGD(model.parameters(), lr=0.05),
+        )
+        for step in range(2):
+            MessageHub.get_current_instance().update_info("iter", step)
+            model.train_step(global_batch(step, 0, 2), optim)
+        results.append(model.state_dict())
+    for key, value in results[0].items():
+        torch.testing.assert_close(results[1][key], value, atol=1e-6, rtol=1e-5, msg=key)
+
+
+def test_an_overflowing_scaled_step_is_skipped_and_the_scale_backs_off():
+    """fp16 autocast with a scale of 2^40: the fp16 backward overflows, the task gradients are
+    non-finite, the combined gradient too, so the scaler skips the step and halves the scale."""
+    model = build(dict(type="PCGrad"))
+    optim = AutocastOptimWrapper(
+        dtype="float16",
+        loss_scale=dict(init_scale=2.0**40),
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.05),
+    )
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    MessageHub.get_current_instance().update_info("iter", 0)
+    model.train_step(global_batch(0, 0, 2), optim)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    assert optim.loss_scaler.get_scale() == 2.0**39
+    optim.loss_scaler.update(2.0**8)
+    MessageHub.get_current_instance().update_info("iter", 1)
+    model.train_step(global_batch(1, 0, 2), optim)
+    assert any(not torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="fp16 GradScaler needs CUDA")
 def test_fp16_grad_scaler_trains_a_gradient_method_on_cuda():  # pragma: no cover - GPU only
     from mmengine.optim import AmpOptimWrapper
@@ -326,3 +370,25 @@ def test_slimmable_models_refuse_another_weighting():
                 weighting=dict(type="Uncertainty"),
             )
         )
+
+
+def test_step_time_benchmark_interleaves_strategies_against_fixed(tiny_cfg):
+    from vision_mtl.workflows.weighting_benchmark import benchmark_weightings, format_rows
+
+    weightings = [dict(type="Fixed"), dict(type="FAMO"), dict(type="PCGrad", target="parameters")]
+    weightings.append(dict(type="PCGrad", target="representation"))
+    report = benchmark_weightings(tiny_cfg, weightings, steps=2, warmup=1)
+    rows = {r["weighting"]: r for r in report["rows"]}
+    assert list(rows) == ["Fixed", "FAMO", "PCGrad", "PCGrad(representation)"]
+    assert rows["Fixed"]["relative_to_fixed"] == 1.0 and len(rows["PCGrad"]["step_ms"]) == 2
+    assert rows["FAMO"]["forward_passes"] == 2 and rows["FAMO"]["extra_floats"] == 0
+    from vision_mtl.models.builder import build_model
+
+    model = build_model(tiny_cfg.model)
+    backbone = sum(p.numel() for p in model.backbone.parameters())
+    assert rows["PCGrad"]["extra_floats"] == 4 * backbone  # four tasks' gradients
+    assert rows["PCGrad"]["backward_passes"] == 5
+    assert 0 < rows["PCGrad(representation)"]["extra_floats"] < rows["PCGrad"]["extra_floats"]
+    assert format_rows(report)[2].startswith("| Fixed | ")
+    with pytest.raises(ValueError, match="first weighting must be"):
+        benchmark_weightings(tiny_cfg, weightings[1:], steps=1)

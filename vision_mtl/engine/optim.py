@@ -36,28 +36,41 @@ class GuardedOptimWrapper(OptimWrapper):
             if p.requires_grad and p.grad is not None
         ]
 
+    def check_and_clip(self, stop_if_non_finite: bool = True) -> bool:
+        """Compute the total gradient norm once, clip as configured; ``False`` if not finite.
+
+        Raises:
+            FloatingPointError: a non-finite norm and ``stop_if_non_finite`` (with a loss scaler
+                a non-finite norm is an overflow the scaler handles by skipping the step).
+        """
+        params = self._gradients()
+        if not params:
+            return True
+        clip_norm = bool(self.clip_grad_kwargs) and self.grad_name == "grad_norm"
+        norm_type = float(self.clip_grad_kwargs.get("norm_type", 2.0)) if clip_norm else 2.0
+        total = torch.nn.utils.get_total_norm([p.grad for p in params], norm_type)
+        value = float(total)  # the step's one host synchronization
+        if not math.isfinite(value):
+            if not stop_if_non_finite:
+                return False
+            iteration = MessageHub.get_current_instance().get_info("iter", -1) + 1
+            raise FloatingPointError(
+                f"non-finite gradient (total norm {value}) at iteration {iteration} although "
+                "every loss was finite; training stopped before the update, so the weights "
+                "and every checkpoint written so far are those of the last good iteration. "
+                "Lower the learning rate or the loss weights, or check the inputs."
+            )
+        if clip_norm:
+            max_norm = self.clip_grad_kwargs["max_norm"]
+            torch.nn.utils.clip_grads_with_norm_(params, max_norm, total)
+            self.message_hub.update_scalar("train/grad_norm", value)
+        elif self.clip_grad_kwargs:
+            self._clip_grad()
+        return True
+
     def step(self, **kwargs) -> None:
         """Check the gradients, clip them as configured, then step the optimizer."""
-        params = self._gradients()
-        if params:
-            clip_norm = bool(self.clip_grad_kwargs) and self.grad_name == "grad_norm"
-            norm_type = float(self.clip_grad_kwargs.get("norm_type", 2.0)) if clip_norm else 2.0
-            total = torch.nn.utils.get_total_norm([p.grad for p in params], norm_type)
-            value = float(total)  # the step's one host synchronization
-            if not math.isfinite(value):
-                iteration = MessageHub.get_current_instance().get_info("iter", -1) + 1
-                raise FloatingPointError(
-                    f"non-finite gradient (total norm {value}) at iteration {iteration} although "
-                    "every loss was finite; training stopped before the update, so the weights "
-                    "and every checkpoint written so far are those of the last good iteration. "
-                    "Lower the learning rate or the loss weights, or check the inputs."
-                )
-            if clip_norm:
-                max_norm = self.clip_grad_kwargs["max_norm"]
-                torch.nn.utils.clip_grads_with_norm_(params, max_norm, total)
-                self.message_hub.update_scalar("train/grad_norm", value)
-            elif self.clip_grad_kwargs:
-                self._clip_grad()
+        self.check_and_clip()
         self.optimizer.step(**kwargs)
 
 
@@ -68,18 +81,40 @@ class AutocastOptimWrapper(GuardedOptimWrapper):
     mmengine's AmpOptimWrapper refuses to start without a GPU; bf16 autocast needs no loss
     scaler (bf16 has fp32's exponent range), so on the CPU this wrapper is mixed precision:
     parameters, gradients and the optimizer stay fp32, matrix products run in ``dtype``.
+    ``loss_scale`` adds torch's GradScaler on the parameters' device (fp16): losses are scaled
+    before backward, gradients unscaled before the check and the clipping, and a step whose
+    gradients overflowed is skipped while the scale backs off.
 
     Args:
-        dtype: the autocast dtype (``'bfloat16'``; ``'float16'`` only where the device's autocast
-            supports it, and then without a scaler).
+        dtype: the autocast dtype, ``'bfloat16'`` or ``'float16'``.
+        loss_scale: ``None`` (no scaler), ``'dynamic'``, a fixed scale, or a dict of
+            ``torch.amp.GradScaler`` arguments (``init_scale``, ``growth_interval``, ...).
         **kwargs: as for :class:`GuardedOptimWrapper`.
     """
 
-    def __init__(self, dtype: str = "bfloat16", **kwargs) -> None:
+    def __init__(self, dtype: str = "bfloat16", loss_scale=None, **kwargs) -> None:
         super().__init__(**kwargs)
         if dtype not in ("bfloat16", "float16"):
             raise ValueError(f"optim_wrapper.dtype must be 'bfloat16' or 'float16', got {dtype!r}")
         self.cast_dtype = getattr(torch, dtype)
+        self.loss_scaler = None
+        self.fixed_scale: float | None = None
+        if loss_scale is None:
+            return
+        device = self.optimizer.param_groups[0]["params"][0].device.type
+        if loss_scale == "dynamic":
+            self.loss_scaler = torch.amp.GradScaler(device)
+        elif isinstance(loss_scale, dict):
+            self.loss_scaler = torch.amp.GradScaler(device, **loss_scale)
+        elif isinstance(loss_scale, (int, float)) and loss_scale > 0:
+            # a fixed scale (mmengine's meaning): reset after every step, an overflow skips it
+            self.fixed_scale = float(loss_scale)
+            self.loss_scaler = torch.amp.GradScaler(device, init_scale=self.fixed_scale)
+        else:
+            raise ValueError(
+                "optim_wrapper.loss_scale must be None, 'dynamic', a positive number or a dict "
+                f"of GradScaler arguments, got {loss_scale!r}"
+            )
 
     @contextmanager
     def optim_context(self, model: torch.nn.Module):
@@ -89,3 +124,34 @@ class AutocastOptimWrapper(GuardedOptimWrapper):
         device = "cpu" if param is None else param.device.type
         with super().optim_context(model), torch.autocast(device, dtype=self.cast_dtype):
             yield
+
+    def backward(self, loss: torch.Tensor, **kwargs) -> None:
+        """Backpropagate ``loss``, scaled by the loss scaler when there is one."""
+        super().backward(
+            loss if self.loss_scaler is None else self.loss_scaler.scale(loss), **kwargs
+        )
+
+    def step(self, **kwargs) -> None:
+        """Unscale, check and clip, then step through the scaler (which skips an overflow)."""
+        if self.loss_scaler is None:
+            super().step(**kwargs)
+            return
+        self.loss_scaler.unscale_(self.optimizer)
+        self.check_and_clip(stop_if_non_finite=False)
+        self.loss_scaler.step(self.optimizer, **kwargs)
+        self.loss_scaler.update(self.fixed_scale)
+
+    def state_dict(self) -> dict:
+        """The optimizer's state, with the loss scaler's when there is one."""
+        state = super().state_dict()
+        if self.loss_scaler is not None:
+            state["loss_scaler"] = self.loss_scaler.state_dict()
+        return state
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Restore :meth:`state_dict` (the scaler's scale included)."""
+        state_dict = dict(state_dict)
+        scaler = state_dict.pop("loss_scaler", None)
+        if scaler is not None and self.loss_scaler is not None:
+            self.loss_scaler.load_state_dict(scaler)
+        super().load_state_dict(state_dict)

@@ -144,6 +144,37 @@ def test_step_applies_the_combined_gradient_to_the_backbone_and_the_sum_elsewher
     assert -1 <= float(logs["cos/semseg-depth"]) <= 1
 
 
+@pytest.mark.parametrize(
+    "weighting",
+    [dict(type="PCGrad"), dict(type="IMTLG", target="representation"), dict(type="Uncertainty")],
+)
+def test_gradient_accumulation_averages_the_combined_updates(weighting):
+    """accumulative_counts=2: no update after the first iteration; after the second, the mean
+    of the updates each half-batch would have made alone (SGD, the same starting weights)."""
+
+    def run(batches, counts):
+        model = build(weighting)
+        optim = GuardedOptimWrapper(
+            torch.optim.SGD(model.parameters(), lr=0.05), accumulative_counts=counts
+        )
+        start = {k: v.clone() for k, v in model.state_dict().items()}
+        moves = []
+        for step, batch in enumerate(batches):
+            MessageHub.get_current_instance().update_info("iter", step)
+            model.train_step(batch, optim)
+            moves.append({k: v - start[k] for k, v in model.state_dict().items()})
+        return moves
+
+    halves = [global_batch(0, 0, 2), global_batch(0, 2, 2)]
+    accumulated = run(halves, 2)
+    alone = [run([half], 1)[0] for half in halves]
+    assert all(not v.any() for v in accumulated[0].values() if v.is_floating_point())
+    for key, value in accumulated[1].items():
+        if value.is_floating_point():
+            expected = (alone[0][key] + alone[1][key]) / 2
+            torch.testing.assert_close(value, expected, atol=1e-6, rtol=1e-4, msg=key)
+
+
 def test_uncertainty_log_variances_move_as_the_closed_form_says():
     """∂/∂s (½e^{−s}L + ½s) = ½(1 − e^{−s}L): from s = 0, SGD raises s for a loss above 1 and
     lowers it below 1, by exactly lr·½(L − 1); with the losses held, s converges to log L."""

@@ -291,6 +291,15 @@ def test_two_process_ddp_equals_one_process_on_the_global_batch(tmp_path, weight
     assert any(not torch.equal(single[k], initial[k]) for k in backbone)
 
 
+def _train_without_non_finite_steps(model, optim, steps: int = 4) -> None:
+    hub = MessageHub.get_current_instance()
+    for step in range(steps):
+        hub.update_info("iter", step)
+        logs = model.train_step(global_batch(step, 0, 2), optim)
+        assert all(math.isfinite(float(v)) for v in logs.values()), logs
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
 @pytest.mark.parametrize(
     "weighting", [dict(type="PCGrad"), dict(type="MGDA", target="representation")]
 )
@@ -299,12 +308,7 @@ def test_bf16_autocast_trains_a_gradient_method_without_non_finite_steps(weighti
     optim = AutocastOptimWrapper(
         dtype="bfloat16", optimizer=torch.optim.AdamW(model.parameters(), lr=1e-3)
     )
-    hub = MessageHub.get_current_instance()
-    for step in range(4):
-        hub.update_info("iter", step)
-        logs = model.train_step(global_batch(step, 0, 2), optim)
-        assert all(math.isfinite(float(v)) for v in logs.values())
-    assert all(torch.isfinite(p).all() for p in model.parameters())
+    _train_without_non_finite_steps(model, optim)
 
 
 @pytest.mark.parametrize(
@@ -357,12 +361,7 @@ def test_fp16_grad_scaler_trains_a_gradient_method_on_cuda():  # pragma: no cove
 
     model = build(dict(type="PCGrad")).train().cuda()
     optim = AmpOptimWrapper(optimizer=torch.optim.AdamW(model.parameters(), lr=1e-3))
-    hub = MessageHub.get_current_instance()
-    for step in range(4):
-        hub.update_info("iter", step)
-        logs = model.train_step(global_batch(step, 0, 2), optim)
-        assert all(math.isfinite(float(v)) for v in logs.values())
-    assert all(torch.isfinite(p).all() for p in model.parameters())
+    _train_without_non_finite_steps(model, optim)
 
 
 def test_every_strategy_is_registered_and_refuses_bad_settings():

@@ -1,15 +1,6 @@
-# CAGrad (Liu et al. 2021), c = 0.4, on the backbone's parameters, on the quickstart: the same model, data, schedule and seed as
-# configs/quickstart/, only the weighting differs (compared in README, "Loss weighting and
-# gradient aggregation"; docs/weighting.md).
-_base_ = [
-    "../_base_/models/baseline_efficientvit-b1.py",
-    "../_base_/datasets/synthscenes_nyud.py",
-    "../_base_/tasks/synthscenes_nyud.py",
-    "../_base_/schedules/adamw-poly_800.py",
-    "../_base_/default_runtime.py",
-]
+# CAGrad (Liu et al. 2021), c = 0.4, on the backbone's parameters, on the quickstart: the same
+# model, data, schedule and seed as configs/quickstart/, only the weighting differs (compared in
+# README, "Loss weighting and gradient aggregation"; docs/weighting.md).
+_base_ = ["../_base_/weighting/quickstart.py"]
 
-model = dict(
-    tasks=_base_.synthscenes_nyud_tasks,
-    weighting=dict(type="CAGrad"),
-)
+model = dict(weighting=dict(type="CAGrad"))

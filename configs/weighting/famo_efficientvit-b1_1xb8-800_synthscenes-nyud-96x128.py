@@ -1,15 +1,6 @@
-# FAMO (Liu et al. 2023): one extra forward pass per step, on the quickstart: the same model, data, schedule and seed as
-# configs/quickstart/, only the weighting differs (compared in README, "Loss weighting and
-# gradient aggregation"; docs/weighting.md).
-_base_ = [
-    "../_base_/models/baseline_efficientvit-b1.py",
-    "../_base_/datasets/synthscenes_nyud.py",
-    "../_base_/tasks/synthscenes_nyud.py",
-    "../_base_/schedules/adamw-poly_800.py",
-    "../_base_/default_runtime.py",
-]
+# FAMO (Liu et al. 2023): one extra forward pass per step, on the quickstart: the same model, data,
+# schedule and seed as configs/quickstart/, only the weighting differs (compared in README, "Loss
+# weighting and gradient aggregation"; docs/weighting.md).
+_base_ = ["../_base_/weighting/quickstart.py"]
 
-model = dict(
-    tasks=_base_.synthscenes_nyud_tasks,
-    weighting=dict(type="FAMO"),
-)
+model = dict(weighting=dict(type="FAMO"))

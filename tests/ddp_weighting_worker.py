@@ -78,7 +78,10 @@ def train(model, runner_model, first: int, count: int) -> dict:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def main(weighting_type: str, target: str, out: str) -> None:
+def main(weighting_type: str, target: str, out: str, options: str = "") -> None:
+    """``options``: comma-separated ``find_unused`` (DDP's find_unused_parameters) and
+    ``train`` (BatchNorm in training mode, rank 1's running means set to 5 before training, so
+    only the wrapper's buffer broadcast from rank 0 brings them back)."""
     from vision_mtl.engine.distributed import WeightedDistributedDataParallel
 
     dist.init_process_group("gloo")
@@ -87,7 +90,15 @@ def main(weighting_type: str, target: str, out: str) -> None:
     if target != "-":
         weighting["target"] = target
     model = build(weighting)
-    ddp = WeightedDistributedDataParallel(module=model)
+    ddp = WeightedDistributedDataParallel(
+        module=model, find_unused_parameters="find_unused" in options
+    )
+    if "train" in options:
+        model.train()
+        if rank == 1:  # after wrapping (which broadcasts rank 0's state once)
+            for name, buffer in model.named_buffers():
+                if name.endswith("running_mean"):
+                    buffer.fill_(5.0)
     per_rank = GLOBAL_BATCH // world
     state = train(model, ddp, rank * per_rank, per_rank)
     torch.save(state, f"{out}/rank{rank}.pt")
@@ -95,4 +106,4 @@ def main(weighting_type: str, target: str, out: str) -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    main(*sys.argv[1:5])

@@ -157,6 +157,7 @@ def test_gradient_accumulation_averages_the_combined_updates(weighting):
         optim = GuardedOptimWrapper(
             torch.optim.SGD(model.parameters(), lr=0.05), accumulative_counts=counts
         )
+        optim.initialize_count_status(model, 0, len(batches))  # what the train loop does
         start = {k: v.clone() for k, v in model.state_dict().items()}
         moves = []
         for step, batch in enumerate(batches):
@@ -247,12 +248,14 @@ def test_state_is_checkpointed_and_a_resumed_run_continues_it(tiny_cfg, tmp_path
         assert full["weighting.logits"].abs().sum() > 0
 
 
-def _torchrun_worker(weighting_type: str, target: str, out) -> subprocess.CompletedProcess:
+def _torchrun_worker(
+    weighting_type: str, target: str, out, options: str = ""
+) -> subprocess.CompletedProcess:
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=f"{ROOT}:{ROOT / 'tests'}")
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
         "--rdzv_backend=c10d", "--rdzv_endpoint=localhost:0",
-        str(ROOT / "tests/ddp_weighting_worker.py"), weighting_type, target, str(out),
+        str(ROOT / "tests/ddp_weighting_worker.py"), weighting_type, target, str(out), options,
     ]  # fmt: skip
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
 
@@ -298,6 +301,29 @@ def _train_without_non_finite_steps(model, optim, steps: int = 4) -> None:
         logs = model.train_step(global_batch(step, 0, 2), optim)
         assert all(math.isfinite(float(v)) for v in logs.values()), logs
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+@pytest.mark.parametrize(
+    "weighting_type,target,options",
+    [("Uncertainty", "-", "find_unused"), ("PCGrad", "representation", "train")],
+)
+def test_ddp_runs_with_unused_parameter_search_and_keeps_batchnorm_buffers_in_step(
+    tmp_path, weighting_type, target, options
+):
+    """Uncertainty's log variances are used inside the DDP forward (find_unused_parameters
+    needs that); a gradient method's forward bypasses the wrapper but still receives rank 0's
+    BatchNorm statistics at every step, as DDP's own forward gives them (rank 1 starts with
+    running means of 5: after 3 steps they are rank 0's but for the last batch's update, where
+    without the broadcast they would still be about 5·0.9³ = 3.6)."""
+    done = _torchrun_worker(weighting_type, target, tmp_path, options)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    for key, value in ranks[0].items():
+        if options == "train" and key.endswith(("running_mean", "running_var")):
+            assert float((ranks[1][key] - value).abs().max()) < 0.5, key
+        else:
+            torch.testing.assert_close(ranks[1][key], value, atol=1e-5, rtol=0, msg=key)
+    assert any(k.endswith("running_mean") for k in ranks[0])
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,7 @@ from torch import nn
 
 from vision_mtl.models.decoders.base import DecoderOutput
 from vision_mtl.models.tta import check_tta, tta_logits
-from vision_mtl.models.weighted_step import weighted_train_step
+from vision_mtl.models.weighted_step import weighted_objective, weighted_train_step
 from vision_mtl.registry import MODELS, WEIGHTINGS
 from vision_mtl.tasks import as_prediction_layout, check_tasks, get_task
 
@@ -155,9 +155,13 @@ class MultiTaskModel(BaseModel):
             return self._logits(inputs)[0]
         if mode == "loss":
             return self.loss(inputs, targets or {})
+        if mode == "weighted_loss":  # the train step of a loss-based weighting
+            return weighted_objective(self, inputs, targets or {})
         if mode == "predict":
             return self.predict(inputs, targets or {}, meta or [{} for _ in range(len(inputs))])
-        raise ValueError(f"mode must be 'loss', 'predict' or 'tensor', got {mode!r}")
+        raise ValueError(
+            f"mode must be 'loss', 'predict', 'tensor' or 'weighted_loss', got {mode!r}"
+        )
 
     def loss(
         self, inputs: torch.Tensor, targets: dict[str, torch.Tensor]

@@ -1,7 +1,8 @@
 """The train step of a model whose weighting is not ``Fixed``.
 
-**Loss-based strategies** run the usual forward pass (through the DDP wrapper, whose gradient
-reduction then works as always), hand the per-task losses to the weighting, and let the optimizer
+**Loss-based strategies** run the forward pass through the DDP wrapper in the ``weighted_loss``
+mode (:func:`weighted_objective`: the losses are combined inside the forward, so DDP's gradient
+reduction and its unused-parameter search see the weighting's parameters), and let the optimizer
 wrapper backpropagate and step the combined objective (``update_params``: accumulation, AMP
 scaling, clipping unchanged). FAMO then recomputes the batch's losses with the updated model (one
 more forward pass, no gradient) to update its logits.
@@ -16,7 +17,8 @@ more forward pass, no gradient) to update its logits.
   backward passes stop at it (decoder and heads only), then one pass backpropagates the combined
   representation gradient through the backbone together with the decoder's and heads' sum.
 
-**DDP.** The forward pass runs on the model inside the wrapper and every reduction is explicit,
+**DDP.** The forward pass runs on the model inside the wrapper (after rank 0's buffers are
+broadcast, when the wrapper broadcasts buffers) and every reduction is explicit,
 before the gradients are combined: with ``'parameters'`` the task gradients ``J`` are averaged
 over the ranks (T times the usual all-reduce volume); with ``'representation'`` each rank's
 gradients belong to its own images, so only their Gramian (T×T) is summed and the combined
@@ -44,11 +46,40 @@ def _iteration() -> int:
     return int(MessageHub.get_current_instance().get_info("iter", 0))
 
 
-def _forward_losses(model: nn.Module, data: dict | tuple | list) -> dict[str, torch.Tensor]:
-    """The loss-mode forward through ``model`` itself (a DDP wrapper sees it)."""
+def _forward(model: nn.Module, data: dict | tuple | list, mode: str = "loss"):
+    """The ``mode`` forward through ``model`` itself (a DDP wrapper sees it)."""
     if isinstance(data, dict):
-        return model(**data, mode="loss")
-    return model(*data, mode="loss")
+        return model(**data, mode=mode)
+    return model(*data, mode=mode)
+
+
+def weighted_objective(model: nn.Module, inputs: torch.Tensor, targets: dict) -> dict:
+    """The ``weighted_loss`` forward mode of a model with a loss-based weighting.
+
+    The weighting combines the losses inside the forward pass, so DDP sees its parameters
+    (uncertainty's log variances) used there, as ``find_unused_parameters`` requires.
+
+    Returns:
+        ``objective`` (to backpropagate) and ``log_vars`` (the model's ``parse_losses`` entries).
+
+    Raises:
+        FloatingPointError: a non-finite loss, before the weighting's state sees it.
+    """
+    losses = model.loss(inputs, targets)
+    _, log_vars = model.parse_losses(losses)
+    per_task = model.task_loss_vector(losses)
+    global_losses = mean_over_ranks(per_task.detach())
+    objective = model.weighting.combine(per_task, global_losses, _iteration())
+    return dict(objective=objective, log_vars=log_vars)
+
+
+def _sync_buffers(model: nn.Module, inner: nn.Module) -> None:
+    """Rank 0's buffers (BatchNorm statistics) on every rank, before a forward pass that
+    bypasses the DDP wrapper, when the wrapper is set to broadcast them."""
+    if world_size() == 1 or not getattr(model, "broadcast_buffers", False):
+        return
+    for buffer in inner.buffers():
+        dist.broadcast(buffer, src=0)
 
 
 def _loss_scale(optim_wrapper) -> float | None:
@@ -92,6 +123,7 @@ def weighted_train_step(model: nn.Module, data: dict | tuple | list, optim_wrapp
     with optim_wrapper.optim_context(inner):
         data = inner.data_preprocessor(data, True)
     if inner.weighting.uses_gradients:
+        _sync_buffers(model, inner)
         logs = _gradient_step(inner, data, optim_wrapper)
     else:
         logs = _loss_step(model, inner, data, optim_wrapper)
@@ -102,19 +134,19 @@ def weighted_train_step(model: nn.Module, data: dict | tuple | list, optim_wrapp
 
 def _loss_step(model, inner, data, optim_wrapper) -> dict:
     weighting = inner.weighting
+    scale_before = _loss_scale(optim_wrapper)
     with optim_wrapper.optim_context(model):
-        losses = _forward_losses(model, data)
-    _, log_vars = inner.parse_losses(losses)
-    per_task = inner.task_loss_vector(losses)
-    global_losses = mean_over_ranks(per_task.detach())
-    objective = weighting.combine(per_task, global_losses, _iteration())
+        out = _forward(model, data, mode="weighted_loss")
+    objective, log_vars = out["objective"], dict(out["log_vars"])
     optim_wrapper.update_params(objective)
-    if weighting.needs_losses_after_update and optim_wrapper.should_update():
+    scale_after = _loss_scale(optim_wrapper)
+    skipped = scale_before is not None and scale_after < scale_before  # an AMP overflow
+    if weighting.needs_losses_after_update and optim_wrapper.should_update() and not skipped:
         with torch.no_grad(), optim_wrapper.optim_context(inner):
-            after = inner.task_loss_vector(_forward_losses(inner, data))
+            after = inner.task_loss_vector(_forward(inner, data))
         weighting.after_update(mean_over_ranks(after.detach()))
     log_vars["objective"] = objective.detach()
-    return dict(log_vars)
+    return log_vars
 
 
 def _split_like(flat: torch.Tensor, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -201,14 +233,17 @@ def _gradient_step(inner, data, optim_wrapper) -> dict:
     objective = surrogate.detach()
     if extra is not None:
         surrogate = surrogate + extra
+    # the accumulation factor of this iteration, read before backward advances the count
+    factor = float(optim_wrapper.scale_loss(torch.ones(())))
     if on_representation:
         for feature, grad in zip(features, _split_like(update, decoder_input)):
-            surrogate = surrogate + (feature * grad.to(feature.dtype)).sum()
+            # fp32 product: an fp16 cast of the unscaled gradient would underflow
+            surrogate = surrogate + (feature.float() * grad.float()).sum()
         optim_wrapper.backward(optim_wrapper.scale_loss(surrogate))
         _average_grads(shared + others)
     else:
         optim_wrapper.backward(optim_wrapper.scale_loss(surrogate), inputs=others)
-        factor = float(optim_wrapper.scale_loss(torch.ones(()))) * scale
+        factor *= scale
         for p, g in zip(shared, _split_like(update, shared)):
             g = g.to(p.dtype) * factor
             p.grad = g.clone() if p.grad is None else p.grad.add_(g)

@@ -10,3 +10,7 @@ _base_ = [
 ]
 
 model = dict(tasks=_base_.synthscenes_nyud_tasks)
+
+# A strategy's own parameters (uncertainty's log variances, GradNorm's logits) are not weights:
+# no weight decay on them.
+optim_wrapper = dict(paramwise_cfg=dict(custom_keys={"weighting.": dict(decay_mult=0.0)}))

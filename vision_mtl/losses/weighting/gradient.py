@@ -133,10 +133,11 @@ class TorchJDWeighting(GradientWeighting):
         step: int,
         jacobian: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        # TorchJD's PCGrad draws its projection order from the global generator: fork it and
-        # seed it from the iteration, so the order is reproducible and augmentation unaffected.
+        # TorchJD's PCGrad draws its projection order from the global CPU generator: fork it
+        # and seed it from the iteration, so the order is reproducible and augmentation is
+        # unaffected (torch.manual_seed would reseed the CUDA generators too, unrestored).
         with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
-            torch.manual_seed(self.seed * 1_000_003 + int(step))
+            torch.default_generator.manual_seed(self.seed * 1_000_003 + int(step))
             # cvxpy's "problem is not DPP" note on every Nash-MTL / CAGrad solve
             warnings.filterwarnings("ignore", category=UserWarning, module="cvxpy")
             warnings.filterwarnings("ignore", message=".*not DPP.*")
@@ -222,6 +223,10 @@ class AlignedMTL(TorchJDWeighting):
         target: str = "parameters",
         seed: int = 0,
     ) -> None:
+        if scale_mode not in ("min", "median", "rmse"):
+            raise ValueError(
+                f"AlignedMTL: scale_mode must be 'min', 'median' or 'rmse', got {scale_mode!r}"
+            )
         self.scale_mode = scale_mode
         super().__init__(tasks, target, seed)
 

@@ -87,7 +87,7 @@ def test_cagrad_matches_its_closed_form():
     )
 
 
-def _sgd_step(model, weighting_changes=None, lr=0.1, batch=None):
+def _sgd_step(model, lr=0.1, batch=None):
     optim = GuardedOptimWrapper(torch.optim.SGD(model.parameters(), lr=lr))
     MessageHub.get_current_instance().update_info("iter", 0)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -112,12 +112,9 @@ def test_step_applies_the_combined_gradient_to_the_backbone_and_the_sum_elsewher
     shared = [p for p in reference.backbone.parameters()]
     names = {id(p): n for n, p in reference.named_parameters()}
     losses, feats = _task_losses(reference, batch)
-    if target == "parameters":
-        rows = [torch.autograd.grad(loss, shared, retain_graph=True) for loss in losses]
-        flat = torch.stack([torch.cat([g.reshape(-1) for g in r]) for r in rows]).double()
-    else:
-        rows = [torch.autograd.grad(loss, feats, retain_graph=True) for loss in losses]
-        flat = torch.stack([torch.cat([g.reshape(-1) for g in r]) for r in rows]).double()
+    wrt = shared if target == "parameters" else feats
+    rows = [torch.autograd.grad(loss, wrt, retain_graph=True) for loss in losses]
+    flat = torch.stack([torch.cat([g.reshape(-1) for g in r]) for r in rows]).double()
     weights = IMTLG(["semseg", "depth", "normals"]).weights(flat @ flat.T, losses, 0)
     # closed form of IMTL-G for T tasks: α_{2:T} = g1 Uᵀ (D Uᵀ)⁻¹, α1 = 1 − Σ α_{2:T}
     units = flat / flat.norm(dim=1, keepdim=True)

@@ -57,7 +57,7 @@ def cost_of(model: torch.nn.Module, batch_inputs: torch.Tensor) -> dict:
         return dict(forward_passes=forward, backward_passes=1, extra_floats=0)
     if weighting.target == "parameters":
         shared = sum(p.numel() for p in model.backbone.parameters() if p.requires_grad)
-        held = tasks * shared * (2 if type(weighting).__name__ == "DBMTL" else 1)
+        held = tasks * shared * weighting.gradient_copies
         return dict(forward_passes=1, backward_passes=tasks + 1, extra_floats=held)
     with torch.no_grad():
         features = model.backbone(batch_inputs)

@@ -85,6 +85,8 @@ class DBMTL(GradientWeighting):
         beta_sigma: ``σ`` (0.5).
     """
 
+    gradient_copies = 2
+
     def __init__(
         self,
         tasks: Sequence[str],

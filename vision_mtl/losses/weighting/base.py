@@ -45,6 +45,13 @@ def mean_over_ranks(values: torch.Tensor) -> torch.Tensor:
     return values / world_size()
 
 
+def step_seed(seed: int, step: int) -> int:
+    """The seed of a strategy's random draw at iteration ``step``: a function of the base seed
+    and the iteration only, so every rank draws the same and a resumed run continues the
+    sequence (the global generator, which augmentation advances per rank, is never used)."""
+    return int(seed) * 1_000_003 + int(step)
+
+
 def same_on_every_rank(values: torch.Tensor) -> torch.Tensor:
     """Rank 0's ``values`` on every rank, so a choice made by a solver or a random draw cannot
     differ between ranks by rounding or by the global random state."""

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import torch
 
-from vision_mtl.losses.weighting.base import Weighting
+from vision_mtl.losses.weighting.base import Weighting, step_seed
 from vision_mtl.registry import WEIGHTINGS
 
 _TARGETS = ("parameters", "representation")
@@ -54,6 +54,8 @@ class GradientWeighting(Weighting):
     """
 
     uses_gradients = True
+    #: copies of the task gradients the strategy holds (DB-MTL also keeps their running average)
+    gradient_copies: int = 1
 
     def __init__(self, tasks: Sequence[str], target: str = "parameters", seed: int = 0) -> None:
         super().__init__(tasks)
@@ -137,7 +139,7 @@ class TorchJDWeighting(GradientWeighting):
         # and seed it from the iteration, so the order is reproducible and augmentation is
         # unaffected (torch.manual_seed would reseed the CUDA generators too, unrestored).
         with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
-            torch.default_generator.manual_seed(self.seed * 1_000_003 + int(step))
+            torch.default_generator.manual_seed(step_seed(self.seed, step))
             # cvxpy's "problem is not DPP" note on every Nash-MTL / CAGrad solve
             warnings.filterwarnings("ignore", category=UserWarning, module="cvxpy")
             warnings.filterwarnings("ignore", message=".*not DPP.*")

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from vision_mtl.losses.weighting.base import LossWeighting
+from vision_mtl.losses.weighting.base import LossWeighting, step_seed
 from vision_mtl.registry import WEIGHTINGS
 
 _EPS = 1e-8
@@ -121,7 +121,7 @@ class RLW(LossWeighting):
 
     def weights(self, step: int) -> torch.Tensor:
         """The weights of iteration ``step``."""
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + int(step))
+        generator = torch.Generator().manual_seed(step_seed(self.seed, step))
         return torch.softmax(torch.randn(self.num_tasks, generator=generator), dim=0)
 
     def combine(self, losses: torch.Tensor, global_losses: torch.Tensor, step: int) -> torch.Tensor:

@@ -30,7 +30,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="load a load_from checkpoint non-strictly (only the weights that fit; the rest are "
         "listed in the log). The default is strict: a checkpoint that does not fit is an error",
     )
-    parser.add_argument("--amp", action="store_true", help="automatic mixed precision (CUDA)")
+    parser.add_argument(
+        "--amp",
+        nargs="?",
+        const="auto",
+        default=False,
+        choices=["auto", "bf16", "fp16"],
+        help="automatic mixed precision: bf16 autocast on the CPU, fp16 with a dynamic loss "
+        "scale on CUDA (auto, the default), or the named dtype; losses stay fp32",
+    )
     parser.add_argument(
         "--data-root", help="the dataset folder, for every dataloader (train, val and test)"
     )
@@ -38,6 +46,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--cfg-options", nargs="+", action=DictAction, help="override config keys: key=value ..."
     )
     parser.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none")
+    parser.add_argument(
+        "--strategy",
+        choices=["fsdp"],
+        help="fsdp: fully sharded data parallel (parameters, gradients and optimizer state "
+        "sharded across the processes; needs --launcher); default DDP when distributed",
+    )
     parser.add_argument("--local_rank", "--local-rank", type=int, default=0, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -51,6 +65,7 @@ def main(argv: list[str] | None = None) -> None:
         amp=args.amp,
         launcher=args.launcher,
         strict_load=not args.partial_load,
+        strategy=args.strategy,
     )
     runner.train()
 

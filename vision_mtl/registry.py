@@ -100,10 +100,11 @@ _RUNNER_REGISTRIES = (
     "WEIGHT_INITIALIZERS",
     "EVALUATOR",
     "MODEL_WRAPPERS",
+    "STRATEGIES",
 )
-# The two we add to (a DDP wrapper for CPU-only runs, the guarded optimizer wrapper) name the
-# package that fills them.
-_FILLED = {"MODEL_WRAPPERS", "OPTIM_WRAPPERS"}
+# The three we add to (DDP and FSDP wrappers for CPU-only runs, the guarded optimizer wrappers,
+# the FSDP strategy with full checkpoints) name the package that fills them.
+_FILLED = {"MODEL_WRAPPERS", "OPTIM_WRAPPERS", "STRATEGIES"}
 _runner_children = {
     name: Registry(
         getattr(_mmengine_registry, name).name,
@@ -115,3 +116,4 @@ _runner_children = {
 }
 MODEL_WRAPPERS = _runner_children["MODEL_WRAPPERS"]
 OPTIM_WRAPPERS = _runner_children["OPTIM_WRAPPERS"]
+STRATEGIES = _runner_children["STRATEGIES"]

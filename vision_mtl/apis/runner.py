@@ -16,6 +16,7 @@ from vision_mtl.apis.config import check_override_keys, load_config  # noqa: F40
 from vision_mtl.apis.inference import without_pretrained
 from vision_mtl.engine import register_all_modules
 from vision_mtl.engine.distributed import prepare_cpu_distributed
+from vision_mtl.engine.fsdp import VisionMTLFlexibleRunner
 from vision_mtl.engine.runner import VisionMTLRunner
 from vision_mtl.engine.workdir_lock import WorkDirLock, WorkDirLockHook
 from vision_mtl.utils import resolve_checkpoint, write_json  # noqa: F401 (API)
@@ -35,9 +36,10 @@ def _set_launcher(cfg: Config, launcher: str) -> None:
 def build_train_runner(
     cfg: Config,
     resume: str | bool = False,
-    amp: bool = False,
+    amp: bool | str = False,
     launcher: str = "none",
     strict_load: bool = True,
+    strategy: str | None = None,
 ) -> Runner:
     """A Runner ready to ``train()``, holding the work dir's lock until the run ends.
 
@@ -46,35 +48,138 @@ def build_train_runner(
         resume: ``True`` resumes from the work directory's ``last_checkpoint`` and fails if there
             is none; ``"auto"`` resumes when there is one and starts afresh otherwise; a path
             resumes from that checkpoint; ``False`` starts afresh.
-        amp: train with automatic mixed precision (needs a CUDA device).
+        amp: train with automatic mixed precision: ``True``/``"auto"`` (bf16 on the CPU, fp16
+            with a dynamic loss scale on CUDA), ``"bf16"`` or ``"fp16"``
+            (:func:`set_mixed_precision`).
         launcher: ``none``, ``pytorch``, ``slurm`` or ``mpi`` (distributed training).
         strict_load: load ``load_from`` / the resumed checkpoint strictly (the default);
             ``False`` is a deliberate partial load.
+        strategy: ``"fsdp"`` trains with fully sharded data parallel (mmengine's FlexibleRunner
+            and :class:`~vision_mtl.engine.fsdp.VisionMTLFSDPStrategy`; needs a distributed
+            launcher); ``None`` uses the config's ``strategy`` if it has one, else mmengine's
+            Runner (DDP when distributed).
     """
     register_all_modules()
+    use_fsdp = _use_fsdp(cfg, strategy, launcher)
     _set_launcher(cfg, launcher)
     check_optimizer_settings(cfg)
     if amp:
-        import torch
-
-        if not torch.cuda.is_available():
-            raise RuntimeError("--amp needs a CUDA device; this machine has none")
-        cfg.optim_wrapper.type = "AmpOptimWrapper"
-        cfg.optim_wrapper.setdefault("loss_scale", "dynamic")
+        set_mixed_precision(cfg, "auto" if amp is True else amp)
     if cfg.optim_wrapper.get("type", "OptimWrapper") == "OptimWrapper":
         cfg.optim_wrapper.type = "GuardedOptimWrapper"  # the same wrapper plus the NaN check
     cfg.resume, checkpoint = _resume_checkpoint(cfg, resume)
     if checkpoint is not None:
         cfg.load_from = checkpoint
+    if cfg.get("load_from") and strict_load:
+        without_pretrained(cfg)  # a strict load replaces every weight: fetch no backbone weights
+    check_sync_bn(cfg, launcher)
     lock = WorkDirLock(cfg.work_dir).acquire()
     try:
-        runner = VisionMTLRunner.from_cfg(cfg)
+        runner_class = VisionMTLFlexibleRunner if use_fsdp else VisionMTLRunner
+        runner = runner_class.from_cfg(cfg)
     except BaseException:
         lock.release()
         raise
     runner.strict_load = strict_load
     runner.register_hook(WorkDirLockHook(lock))
     return runner
+
+
+def _use_fsdp(cfg: Config, strategy: str | None, launcher: str) -> bool:
+    """Whether this run trains with FSDP; ``cfg.strategy`` set to the FSDP strategy if so."""
+    if strategy not in (None, "fsdp"):
+        raise ValueError(f"--strategy must be 'fsdp' (or absent), got {strategy!r}")
+    configured = cfg.get("strategy")
+    if strategy is None and configured is None:
+        return False
+    if configured is None:
+        cfg.strategy = dict(type="vision_mtl.VisionMTLFSDPStrategy")
+    kind = str(cfg.strategy.get("type", "")).rsplit(".", 1)[-1]
+    if kind != "VisionMTLFSDPStrategy":
+        raise ValueError(
+            f"strategy.type={kind!r}: the toolbox trains with 'VisionMTLFSDPStrategy' (FSDP "
+            "with full checkpoints that load into the plain model) or without a strategy (DDP)"
+        )
+    if launcher == "none":
+        raise ValueError(
+            "FSDP shards the model across processes: start with a launcher, e.g. "
+            "python -m torch.distributed.run --nproc_per_node=N tools/train.py CONFIG "
+            "--launcher pytorch --strategy fsdp"
+        )
+    if cfg.get("sync_bn"):
+        raise ValueError("sync_bn is a DDP setting; FSDP runs do not convert BatchNorm layers")
+    return True
+
+
+def check_sync_bn(cfg: Config, launcher: str) -> None:
+    """Refuse a ``sync_bn`` setting that cannot work, before anything is built.
+
+    mmengine converts BatchNorm layers to SyncBatchNorm when ``sync_bn='torch'`` and the run is
+    distributed; torch's SyncBatchNorm runs on GPUs only, so a CPU run would fail in its first
+    forward pass.
+    """
+    import torch
+
+    sync_bn = cfg.get("sync_bn")
+    if sync_bn is None:
+        return
+    if sync_bn != "torch":
+        raise ValueError(f"sync_bn must be 'torch' (torch's SyncBatchNorm), got {sync_bn!r}")
+    if launcher == "none":
+        print_log("sync_bn='torch' has no effect in a single-process run", logger="current")
+    elif not torch.cuda.is_available():
+        raise ValueError(
+            "sync_bn='torch': torch's SyncBatchNorm runs on CUDA devices only; drop sync_bn for "
+            "CPU runs (each process then normalizes its own batch)"
+        )
+
+
+#: optimizer wrappers ``--amp`` may replace: the plain ones (any other is the user's own choice)
+_PLAIN_WRAPPERS = ("OptimWrapper", "GuardedOptimWrapper")
+AMP_DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
+
+
+def set_mixed_precision(cfg: Config, precision: str = "auto") -> None:
+    """Make ``cfg``'s optimizer wrapper run the forward passes under autocast.
+
+    fp16 on CUDA (``auto`` there) is mmengine's ``AmpOptimWrapper`` with a dynamic loss scale.
+    bf16 needs no loss scale (it has fp32's exponent range) and mmengine's wrapper refuses to
+    start without a GPU, so bf16 (``auto`` on the CPU) and fp16 on the CPU run
+    :class:`~vision_mtl.engine.optim.AutocastOptimWrapper`: autocast with the finite-gradient
+    check kept (fp16 adds torch's GradScaler). Parameters, gradients, optimizer state and the
+    losses (:meth:`~vision_mtl.models.MultiTaskModel.loss`) stay fp32 in every case.
+
+    Raises:
+        ValueError: an unknown ``precision``, or a config whose optimizer wrapper is neither
+            a plain one nor already a mixed-precision one (``--amp`` would replace it).
+    """
+    import torch
+
+    if precision not in ("auto", *AMP_DTYPES):
+        raise ValueError(f"--amp must be one of auto, bf16, fp16; got {precision!r}")
+    wrapper = cfg.optim_wrapper
+    given = str(wrapper.get("type", "OptimWrapper")).rsplit(".", 1)[-1]
+    amp_types = ("AmpOptimWrapper", "AutocastOptimWrapper")
+    if given not in _PLAIN_WRAPPERS + amp_types:
+        raise ValueError(
+            f"--amp: optim_wrapper.type={given!r} is not a plain optimizer wrapper "
+            f"({', '.join(_PLAIN_WRAPPERS)}) that --amp could replace; configure mixed "
+            "precision in that wrapper instead"
+        )
+    cuda = torch.cuda.is_available()
+    if precision == "auto":
+        precision = "fp16" if cuda else "bf16"
+    wrapper.dtype = AMP_DTYPES[precision]
+    wrapper.setdefault("loss_scale", "dynamic" if precision == "fp16" else None)
+    if cuda and precision == "fp16" and wrapper.loss_scale is not None:
+        wrapper.type = "AmpOptimWrapper"
+    else:  # bf16 anywhere, fp16 on the CPU: mmengine's wrapper refuses either
+        wrapper.type = "vision_mtl.AutocastOptimWrapper"
+    print_log(
+        f"--amp: {precision} autocast on {'CUDA' if cuda else 'the CPU'} "
+        f"({wrapper.type}, loss_scale={wrapper.loss_scale!r})",
+        logger="current",
+    )
 
 
 def check_optimizer_settings(cfg: Config) -> None:

@@ -28,6 +28,10 @@ class GuardedOptimWrapper(OptimWrapper):
     ``clip_grad=dict(max_norm=...)`` the norm computed for the check is the one used to clip.
     """
 
+    #: set by the FSDP strategy: each process holds a shard of the gradients, so the norm is
+    #: all-reduced over the processes (every process then clips and checks the same value)
+    sharded_gradients: bool = False
+
     def _gradients(self) -> list[torch.Tensor]:
         return [
             p
@@ -44,11 +48,14 @@ class GuardedOptimWrapper(OptimWrapper):
                 a non-finite norm is an overflow the scaler handles by skipping the step).
         """
         params = self._gradients()
-        if not params:
+        if not params and not self.sharded_gradients:
             return True
         clip_norm = bool(self.clip_grad_kwargs) and self.grad_name == "grad_norm"
         norm_type = float(self.clip_grad_kwargs.get("norm_type", 2.0)) if clip_norm else 2.0
-        total = torch.nn.utils.get_total_norm([p.grad for p in params], norm_type)
+        if self.sharded_gradients:
+            total = _global_norm(params, norm_type)
+        else:
+            total = torch.nn.utils.get_total_norm([p.grad for p in params], norm_type)
         value = float(total)  # the step's one host synchronization
         if not math.isfinite(value):
             if not stop_if_non_finite:
@@ -62,9 +69,15 @@ class GuardedOptimWrapper(OptimWrapper):
             )
         if clip_norm:
             max_norm = self.clip_grad_kwargs["max_norm"]
-            torch.nn.utils.clip_grads_with_norm_(params, max_norm, total)
+            if params:
+                torch.nn.utils.clip_grads_with_norm_(params, max_norm, total)
             self.message_hub.update_scalar("train/grad_norm", value)
         elif self.clip_grad_kwargs:
+            if self.sharded_gradients:
+                raise ValueError(
+                    "optim_wrapper.clip_grad by value is not supported under FSDP; clip by "
+                    "norm (clip_grad=dict(max_norm=...)) instead"
+                )
             self._clip_grad()
         return True
 
@@ -72,6 +85,34 @@ class GuardedOptimWrapper(OptimWrapper):
         """Check the gradients, clip them as configured, then step the optimizer."""
         self.check_and_clip()
         self.optimizer.step(**kwargs)
+
+
+def _global_norm(params: list[torch.Tensor], norm_type: float) -> torch.Tensor:
+    """The norm of the gradients of every process's shard together (one all-reduce)."""
+    import torch.distributed as dist
+
+    grads = [p.grad for p in params]
+    if grads:
+        device = grads[0].device
+    else:  # this process holds no shard with a gradient; NCCL still needs a CUDA tensor
+        device = (
+            torch.device("cuda", torch.cuda.current_device())
+            if torch.cuda.is_available()
+            else torch.device("cpu")
+        )
+    local = (
+        torch.nn.utils.get_total_norm(grads, norm_type).float().to(device)
+        if grads
+        else torch.zeros((), device=device)
+    )
+    if not (dist.is_available() and dist.is_initialized()):
+        return local
+    if norm_type == math.inf:
+        dist.all_reduce(local, op=dist.ReduceOp.MAX)
+        return local
+    power = local.pow(norm_type)
+    dist.all_reduce(power)
+    return power.pow(1.0 / norm_type)
 
 
 @OPTIM_WRAPPERS.register_module()

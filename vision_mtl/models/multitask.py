@@ -12,6 +12,8 @@ Any other ``weighting`` (:mod:`vision_mtl.losses.weighting`) replaces mmengine's
 
 from __future__ import annotations
 
+import math
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import torch
@@ -183,8 +185,8 @@ class MultiTaskModel(BaseModel):
         logits, decoded = self._decode(features, inputs.shape[-2:])
         losses = {}
         for task in self.tasks:
-            losses[f"loss_{task}"] = self.loss_weights[task] * self.losses[task](
-                logits[task], targets[task]
+            losses[f"loss_{task}"] = self.loss_weights[task] * self._task_loss(
+                task, logits[task], targets[task]
             )
         for stage, stage_logits in decoded.aux_logits.items():
             for task, out in stage_logits.items():
@@ -192,8 +194,18 @@ class MultiTaskModel(BaseModel):
                     out, size=inputs.shape[-2:], mode="bilinear", align_corners=False
                 )
                 weight = self.aux_loss_weight * self.loss_weights[task]
-                losses[f"loss_{task}_{stage}"] = weight * self.losses[task](out, targets[task])
+                losses[f"loss_{task}_{stage}"] = weight * self._task_loss(task, out, targets[task])
         return losses
+
+    def _task_loss(self, task: str, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """``task``'s loss computed in fp32 with autocast off.
+
+        Under mixed precision the logits arrive in bf16/fp16; softmaxes, logs, normalizations
+        and the means over every pixel lose digits (or overflow, in fp16) there, so every loss
+        is evaluated on fp32 logits whatever the forward pass ran in.
+        """
+        with torch.autocast(logits.device.type, enabled=False):
+            return self.losses[task](logits.float(), target)
 
     @torch.no_grad()
     def predict(
@@ -262,14 +274,23 @@ class MultiTaskModel(BaseModel):
         infinite loss stops training with the weights (and every checkpoint written so far) as
         they were at the last good iteration.
         """
-        values = [v.detach().float().mean() for v in losses.values()]
-        if values and not bool(torch.isfinite(torch.stack(values)).all()):  # one host sync
-            key, value = next((k, float(v)) for k, v in zip(losses, values) if not v.isfinite())
+        loss, tensors = super().parse_losses(losses)
+        if not losses:
+            return loss, tensors
+        # Every logged value reaches the host in one transfer: the non-finite check reads it,
+        # and the logger receives numbers (mmengine would call .item() once per entry, each a
+        # device synchronization on a GPU).
+        values = torch.stack([v.detach().float() for v in tensors.values()]).tolist()
+        log_vars = OrderedDict(zip(tensors, values))
+        non_finite = [k for k, v in log_vars.items() if not math.isfinite(v)]
+        if non_finite:  # name a task's entry rather than the total
+            bad = next((k for k in non_finite if k != "loss"), non_finite[0])
             iteration = MessageHub.get_current_instance().get_info("iter", -1) + 1
+            what = "total loss" if bad == "loss" else f"loss for task {bad[len('loss_') :]!r}"
             raise FloatingPointError(
-                f"non-finite loss for task {key[len('loss_') :]!r} ({key} = {value}) at "
+                f"non-finite {what} ({bad} = {log_vars[bad]}) at "
                 f"iteration {iteration}; training stopped before the update, the last "
                 "checkpoint is intact. Lower the learning rate or the task's loss_weight, "
                 "or check its targets."
             )
-        return super().parse_losses(losses)
+        return loss, log_vars

@@ -233,7 +233,7 @@ def sandwich_train_step(
                 if index == 0:
                     teacher_outputs = {t: v.detach() for t, v in capture.outputs.items()}
                     teacher_features = [f.detach() for f in capture.features]
-                    log.update({k: float(v.detach()) for k, v in log_vars.items() if k != "loss"})
+                    log.update({k: float(v) for k, v in log_vars.items() if k != "loss"})
                 if distill_weight:
                     distill = distillation_loss(capture.outputs, teacher_outputs)
                     loss = loss + distill_weight * distill

@@ -32,6 +32,7 @@ models: :meth:`MultiMAEBackbone.forward` refuses a 3-channel input with a clear 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import torch
@@ -52,8 +53,9 @@ class MultiMAEBackbone(TimmBackbone):
     Args:
         model_name: a timm ``vit_*`` name.
         out_indices: blocks to return (as :class:`TimmBackbone`).
-        pretrained: a local checkpoint: MultiMAE (ours or official; also loads the depth
-            adapter) or timm weights (ViT only).
+        pretrained: as :class:`TimmBackbone`. A local MultiMAE checkpoint (ours or official)
+            also loads the depth adapter; timm weights (a local file, ``True`` or
+            ``"hf-hub:..."``) initialize the ViT only.
         model_kwargs: ``timm.create_model`` kwargs (``patch_size``, ``embed_dim``,
             ``dynamic_img_size``, ...).
         in_modalities: ``("rgb", "depth")`` (inputs ``B × 4 × H × W``) or ``("rgb",)``, which is
@@ -64,7 +66,7 @@ class MultiMAEBackbone(TimmBackbone):
         self,
         model_name: str,
         out_indices: Sequence[int] | None = None,
-        pretrained: str | None = None,
+        pretrained: bool | str | os.PathLike | None = None,
         model_kwargs: dict | None = None,
         in_modalities: Sequence[str] = ("rgb", "depth"),
     ) -> None:
@@ -93,8 +95,9 @@ class MultiMAEBackbone(TimmBackbone):
         self.depth_proj = nn.Conv2d(1, dim, kernel_size=patch, stride=patch)
         self.depth_embed = nn.Parameter(torch.zeros(1, 1, dim))
         nn.init.trunc_normal_(self.depth_embed, std=0.02)
-        if pretrained is not None and is_multimae_checkpoint(pretrained):
-            self._load_depth_adapter(pretrained)
+        local = self.pretrained_source.file  # None for scratch and hub weights
+        if local is not None and is_multimae_checkpoint(local):
+            self._load_depth_adapter(local)
 
     def _load_depth_adapter(self, path: str) -> None:
         """``depth_proj`` and ``depth_embed`` from the MultiMAE checkpoint at ``path``."""

@@ -13,6 +13,7 @@ from mmengine.logging import print_log
 from mmengine.runner import Runner
 
 from vision_mtl.engine.schedules import ScheduleError, config_schedulers, scale_schedulers
+from vision_mtl.engine.tensorboard import TENSORBOARD_KEY, apply_tensorboard_switch
 
 # Top-level keys mmengine's Runner reads besides its constructor's arguments.
 _RUNNER_KEYS = {
@@ -24,6 +25,7 @@ _RUNNER_KEYS = {
     "gpu_ids",
     "model_wrapper_cfg",
     "runner_type",
+    "strategy",
     "sync_bn",
 }
 
@@ -34,7 +36,7 @@ def check_override_keys(cfg: Config, cfg_options: dict, source: str) -> None:
     mmengine merges any key, so ``train_cfgs.max_iters=1`` would be stored and ignored and the
     run would use the config's value; the error names the key and the closest known ones.
     """
-    known = set(cfg.keys()) | _RUNNER_KEYS
+    known = set(cfg.keys()) | _RUNNER_KEYS | {TENSORBOARD_KEY}  # the switch, base or not
     known |= set(inspect.signature(Runner.__init__).parameters) - {"self", "cfg"}
     for key in cfg_options:
         top = str(key).split(".")[0]
@@ -63,6 +65,10 @@ def load_config(
     * A ``train_cfg.max_iters`` override rescales the ``param_scheduler`` boundaries to the new
       length (:func:`vision_mtl.engine.schedules.scale_schedulers`), unless ``param_scheduler``
       is overridden too: a shortened run otherwise ended at its peak learning rate.
+    * ``tensorboard=True`` adds mmengine's tensorboard backend to the visualizer and a picture
+      of validation predictions per validation
+      (:func:`vision_mtl.engine.tensorboard.apply_tensorboard_switch`); a value other than
+      ``True``/``False``, or tensorboard not installed, fails here, before any training.
 
     The work directory defaults to ``work_dirs/<config stem>`` as in mmsegmentation.
     """
@@ -82,6 +88,7 @@ def load_config(
     else:
         _warn_on_split_roots(cfg, str(path))
     _rescale_schedule(cfg, options, original_iters)
+    apply_tensorboard_switch(cfg, str(path))
     if work_dir is not None:
         cfg.work_dir = work_dir
     elif cfg.get("work_dir") is None:

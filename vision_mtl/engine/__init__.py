@@ -19,6 +19,7 @@ from vision_mtl.engine.hooks import PredictionGridHook, ProgressBarHook, TaskChe
 from vision_mtl.engine.multimae_hook import MultiMAEGridHook
 from vision_mtl.engine.optim import GuardedOptimWrapper
 from vision_mtl.engine.runner import CheckpointMismatchError, VisionMTLRunner
+from vision_mtl.engine.tensorboard import ValPredictionGridHook
 from vision_mtl.engine.workdir_lock import WorkDirLock, WorkDirLockedError
 from vision_mtl.utils import allow_checkpoint_types
 
@@ -44,6 +45,7 @@ __all__ = [
     "PredictionGridHook",
     "ProgressBarHook",
     "TaskCheckHook",
+    "ValPredictionGridHook",
     "VisionMTLRunner",
     "WorkDirLock",
     "WorkDirLockedError",

@@ -53,9 +53,11 @@ def test_losses_are_fp32_under_autocast():
     data = model.data_preprocessor(multitask_collate([dataset[0], dataset[1]]), True)
     inputs, targets = data["inputs"], data["targets"]
     with torch.autocast("cpu", dtype=torch.bfloat16):
+        decoded = model.decoder(model.backbone(inputs))
         logits = model(inputs)
         losses = model.loss(inputs, targets)
-    assert {v.dtype for v in logits.values()} == {torch.bfloat16}  # the forward ran in bf16
+    assert {v.dtype for v in decoded.features.values()} == {torch.bfloat16}  # ran in bf16
+    assert {v.dtype for v in logits.values()} == {torch.float32}  # upsampled in fp32
     assert seen and set(seen) == {torch.float32}  # every loss saw fp32 logits
     assert {v.dtype for v in losses.values()} == {torch.float32}
     with torch.no_grad():
@@ -103,3 +105,35 @@ def test_fp16_loss_scale_is_checkpointed(tiny_cfg, tmp_path):
     )
     scaler = read_checkpoint(work / "iter_2.pth")["optimizer"]["loss_scaler"]
     assert scaler["scale"] > 0
+
+
+def test_norm_layers_run_in_fp32_under_the_autocast_wrapper():
+    """CPU bf16 autocast leaves BatchNorm/LayerNorm to their input's dtype; the wrapper keeps
+    them fp32 (as CUDA autocast does) while convolutions still run in bf16."""
+    from vision_mtl.engine.optim import AutocastOptimWrapper
+
+    cfg = load_config(QUICKSTART, dict(TINY_OPTIONS))
+    model = build_model(cfg.model).train()
+    seen: dict[str, set] = {"norm_in": set(), "norm_out": set(), "conv_out": set()}
+    for module in model.backbone.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.register_forward_hook(
+                lambda _m, args, out: (
+                    seen["norm_in"].add(args[0].dtype) or seen["norm_out"].add(out.dtype)
+                )
+            )
+        elif isinstance(module, torch.nn.Conv2d):
+            module.register_forward_hook(lambda _m, _a, out: seen["conv_out"].add(out.dtype))
+    wrapper = AutocastOptimWrapper(optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
+    with wrapper.optim_context(model):
+        model.backbone(torch.randn(2, 3, 32, 64))
+    assert seen["norm_in"] == seen["norm_out"] == {torch.float32}
+    assert seen["conv_out"] == {torch.bfloat16}
+    plain = build_model(cfg.model).train()  # without the wrapper: autocast's own policy
+    seen = {"norm_in": set(), "norm_out": set(), "conv_out": set()}
+    for module in plain.backbone.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.register_forward_hook(lambda _m, args, out: seen["norm_in"].add(args[0].dtype))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        plain.backbone(torch.randn(2, 3, 32, 64))
+    assert seen["norm_in"] == {torch.bfloat16}

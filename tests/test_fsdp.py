@@ -130,3 +130,35 @@ def test_fsdp_strategy_keeps_checkpoints_full():
 
     with pytest.raises(ValueError, match="only 'full' is supported"):
         VisionMTLFSDPStrategy(state_dict_cfg="local")
+
+
+def test_fsdp_refuses_replicated_shardings_and_loss_scaling(tiny_cfg):
+    from vision_mtl.apis.runner import _check_fsdp_precision, set_mixed_precision
+    from vision_mtl.engine.fsdp import VisionMTLFSDPStrategy, plain_name
+
+    for sharding in ("NO_SHARD", "HYBRID_SHARD"):
+        with pytest.raises(ValueError, match=f"sharding_strategy='{sharding}': supported are"):
+            VisionMTLFSDPStrategy(model_wrapper=dict(sharding_strategy=sharding))
+    set_mixed_precision(tiny_cfg, "fp16")
+    with pytest.raises(ValueError, match="fp16 loss scaling is not supported"):
+        _check_fsdp_precision(tiny_cfg)
+    tiny_cfg.optim_wrapper.loss_scale = None  # bf16-style: no scaler
+    _check_fsdp_precision(tiny_cfg)
+    wrapped = "_fsdp_wrapped_module.backbone._checkpoint_wrapped_module.blocks.0.weight"
+    assert plain_name(wrapped) == "backbone.blocks.0.weight"
+
+
+def test_merge_and_cut_of_optimizer_state_round_trip():
+    """Shards in rank order merge into the parameter's shape, and cut back into the shards."""
+    from vision_mtl.engine.fsdp import _cut_shard, _merge_shards
+
+    full = torch.arange(12.0).reshape(3, 4)
+    shards = [full.reshape(-1)[:7], full.reshape(-1)[7:]]
+    parts = [dict(step=torch.tensor(3.0), exp_avg=s) for s in shards]
+    merged = _merge_shards(parts, (3, 4))
+    assert torch.equal(merged["exp_avg"], full) and merged["step"] == 3
+    assert torch.equal(_cut_shard(merged, 7, 5)["exp_avg"], shards[1])
+    scalar = _merge_shards([dict(exp_avg=torch.tensor([2.0]))], ())
+    assert scalar["exp_avg"].shape == ()
+    with pytest.raises(ValueError, match="the shards hold 7 values, expected 12"):
+        _merge_shards(parts[:1], (3, 4))

@@ -13,6 +13,13 @@ FlopCounterMode) as a fraction of this machine's fp32 matrix-multiply peak, meas
 torch on the same number of threads (:func:`vision_mtl.export.benchmark.benchmark_model`).
 Without CHECKPOINT the weights are random: latency does not depend on them, but INT8
 calibration ranges do, so report trained models.
+
+``python tools/benchmark.py CONFIG --train [--steps 40] [--block 5] [--warmup N] [--amp]
+[--threads N] [--out train.json]`` times training instead: a step of the toolbox's Runner (every
+hook, the guarded optimizer wrapper) against a bare PyTorch loop with the same model, batch,
+optimizer and data in memory, interleaved in blocks, and the config's dataloader's samples/s
+(cold and cached) against what the step consumes
+(:mod:`vision_mtl.workflows.train_benchmark`).
 """
 
 from __future__ import annotations
@@ -48,12 +55,46 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_shape_argument(parser, "export canvas")
     parser.add_argument("--out", help="write the figures as JSON here")
     parser.add_argument("--cfg-options", nargs="+", action=DictAction)
+    train = parser.add_argument_group(
+        "--train: a training step of the toolbox's Runner against a bare PyTorch loop "
+        "(interleaved), and the dataloader's samples/s against what the step consumes"
+    )
+    train.add_argument("--train", action="store_true", help="time training, not inference")
+    train.add_argument("--steps", type=positive_int, default=40, help="timed steps of each")
+    train.add_argument("--block", type=positive_int, default=5, help="steps per interleaved block")
+    train.add_argument("--amp", nargs="?", const="auto", choices=["auto", "bf16", "fp16"])
+    train.add_argument("--data-batches", type=positive_int, default=40)
     return parser.parse_args(argv)
+
+
+def train_main(args: argparse.Namespace) -> dict:
+    """``--train``: :func:`vision_mtl.workflows.train_benchmark.benchmark_training`."""
+    from vision_mtl.workflows.train_benchmark import benchmark_training, format_train_benchmark
+
+    if args.checkpoint or args.export:
+        raise SystemExit(
+            "--train times training from the config's initial weights: drop CHECKPOINT and --export"
+        )
+    report = benchmark_training(
+        args.config,
+        args.cfg_options,
+        steps=args.steps,
+        warmup=args.warmup,
+        block=args.block,
+        amp=args.amp,
+        data_batches=args.data_batches,
+    )
+    print("\n".join(format_train_benchmark(report)))
+    if args.out:
+        write_json(report, Path(args.out))
+    return report
 
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.train:
+        return train_main(args)
     try:
         cfg = load_config(args.config, args.cfg_options)
         # An export at hand has its canvas; only a new export asks the config (before building).

@@ -78,7 +78,10 @@ HOOKS = VisionMTLRegistry(
 #: loss weighting and gradient aggregation strategies (``model.weighting``)
 WEIGHTINGS = VisionMTLRegistry("weighting", scope=SCOPE, locations=["vision_mtl.losses"])
 FUNCTIONS = VisionMTLRegistry(
-    "function", parent=MMENGINE_FUNCTIONS, scope=SCOPE, locations=["vision_mtl.datasets"]
+    "function",
+    parent=MMENGINE_FUNCTIONS,
+    scope=SCOPE,
+    locations=["vision_mtl.datasets", "vision_mtl.engine"],
 )
 
 # mmengine's Runner builds loops, samplers, optimizers, schedulers and loggers from its own

@@ -65,6 +65,8 @@ def build_train_runner(
     check_optimizer_settings(cfg)
     if amp:
         set_mixed_precision(cfg, "auto" if amp is True else amp)
+    if use_fsdp:
+        _check_fsdp_precision(cfg)
     if cfg.optim_wrapper.get("type", "OptimWrapper") == "OptimWrapper":
         cfg.optim_wrapper.type = "GuardedOptimWrapper"  # the same wrapper plus the NaN check
     cfg.resume, checkpoint = _resume_checkpoint(cfg, resume)
@@ -109,6 +111,23 @@ def _use_fsdp(cfg: Config, strategy: str | None, launcher: str) -> bool:
     if cfg.get("sync_bn"):
         raise ValueError("sync_bn is a DDP setting; FSDP runs do not convert BatchNorm layers")
     return True
+
+
+def _check_fsdp_precision(cfg: Config) -> None:
+    """Refuse a loss-scaled optimizer wrapper under FSDP.
+
+    A loss scaler decides per process whether its gradients overflowed; with sharded gradients
+    one process would skip a step the others take (torch's ShardedGradScaler is what FSDP needs),
+    and mmengine's AmpOptimWrapper clips each shard by its own norm. bf16 needs no scaler.
+    """
+    wrapper = cfg.optim_wrapper
+    kind = str(wrapper.get("type", "OptimWrapper")).rsplit(".", 1)[-1]
+    if kind == "AmpOptimWrapper" or wrapper.get("loss_scale") is not None:
+        raise ValueError(
+            f"optim_wrapper {kind} with loss_scale={wrapper.get('loss_scale')!r} under FSDP: "
+            "fp16 loss scaling is not supported with sharded gradients; use --amp bf16 "
+            "(no loss scale) or train without --amp"
+        )
 
 
 def check_sync_bn(cfg: Config, launcher: str) -> None:

@@ -15,6 +15,7 @@ from vision_mtl.engine.distributed import (
     SlimmableDistributedDataParallel,
     prepare_cpu_distributed,
 )
+from vision_mtl.engine.fsdp import VisionMTLFlexibleRunner, VisionMTLFSDPStrategy
 from vision_mtl.engine.hooks import PredictionGridHook, ProgressBarHook, TaskCheckHook
 from vision_mtl.engine.multimae_hook import MultiMAEGridHook
 from vision_mtl.engine.optim import GuardedOptimWrapper
@@ -46,6 +47,8 @@ __all__ = [
     "ProgressBarHook",
     "TaskCheckHook",
     "ValPredictionGridHook",
+    "VisionMTLFlexibleRunner",
+    "VisionMTLFSDPStrategy",
     "VisionMTLRunner",
     "WorkDirLock",
     "WorkDirLockedError",

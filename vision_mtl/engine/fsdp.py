@@ -21,6 +21,7 @@ this module adds keeps the toolbox's guarantees under them:
 
 from __future__ import annotations
 
+import math
 import re
 import time
 
@@ -33,7 +34,7 @@ from mmengine._strategy import FSDPStrategy
 from mmengine.dist import is_main_process
 from mmengine.model import MMFullyShardedDataParallel
 from mmengine.runner import FlexibleRunner
-from mmengine.runner.checkpoint import save_checkpoint
+from mmengine.runner.checkpoint import load_state_dict, save_checkpoint
 from torch import nn
 from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 
@@ -115,6 +116,19 @@ class _Shapes:
         return self._state
 
 
+#: FSDP sharding strategies whose shards are disjoint and rank-ordered over all processes
+_SHARDINGS = ("FULL_SHARD", "SHARD_GRAD_OP")
+#: the prefixes FSDP and torch's activation checkpointing add to parameter names
+_WRAPPER_PREFIXES = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.")
+
+
+def plain_name(name: str) -> str:
+    """A wrapped model's parameter name as the plain model names it."""
+    for prefix in _WRAPPER_PREFIXES:
+        name = name.replace(prefix, "")
+    return name
+
+
 @STRATEGIES.register_module()
 class VisionMTLFSDPStrategy(FSDPStrategy):
     """mmengine's FSDP strategy with full, atomic, strictly loaded checkpoints (see module doc).
@@ -136,6 +150,13 @@ class VisionMTLFSDPStrategy(FSDPStrategy):
                 "checkpoint loads into the plain model (tools/test.py, export, pruning)"
             )
         wrapper = dict(model_wrapper or {})
+        sharding = str(wrapper.get("sharding_strategy") or "FULL_SHARD").rsplit(".", 1)[-1]
+        if sharding not in _SHARDINGS:
+            raise ValueError(
+                f"strategy.model_wrapper.sharding_strategy={sharding!r}: supported are "
+                f"{', '.join(_SHARDINGS)} (every process holds its own part of each parameter, "
+                "which the checkpoint gather and the global gradient norm rely on)"
+            )
         wrapper.setdefault("type", "vision_mtl.FullyShardedWrapper")
         wrapper.setdefault("use_orig_params", True)
         # every process starts from rank 0's weights, whatever each process's random state was
@@ -152,10 +173,17 @@ class VisionMTLFSDPStrategy(FSDPStrategy):
     def build_model(self, model: nn.Module | dict) -> nn.Module:
         """Build through :func:`vision_mtl.models.builder.build_model`; refuse models that train
         with a step of their own (slimmable sandwich rule, gradient weightings)."""
+        from vision_mtl.models import MultiTaskModel
         from vision_mtl.models.builder import build_model
 
         if isinstance(model, dict):
             model = build_model(model)
+        if not isinstance(model, MultiTaskModel):
+            raise ValueError(
+                f"strategy FSDP: {type(model).__name__} is not a MultiTaskModel; FSDP trains "
+                "multitask models only (MultiMAE pretraining draws pictures from the whole "
+                "model on rank 0, which sharding forbids): train it with DDP"
+            )
         own_step = getattr(model, "ddp_wrapper", None)
         if own_step:
             raise ValueError(
@@ -242,10 +270,13 @@ class VisionMTLFSDPStrategy(FSDPStrategy):
         names = self._parameter_names()
         saved = state_dict["param_groups"]
         current = [[names[id(p)] for p in g["params"]] for g in optimizer.param_groups]
-        if [g["params"] for g in saved] != current:
+        saved_names = [g["params"] for g in saved]
+        if saved_names != current:
+            where = _first_difference(saved_names, current)
             raise ValueError(
-                "the checkpoint's optimizer holds other parameters (or another grouping) than "
-                "this run's optimizer; resume with the config the checkpoint was trained with"
+                f"the checkpoint's optimizer does not match this run's: {where}. Resume an FSDP "
+                "run from an FSDP checkpoint of the same config (parameter names in the same "
+                "optimizer groups)"
             )
         numels = {names[id(p)]: p.numel() for g in optimizer.param_groups for p in g["params"]}
         every = [None] * dist.get_world_size()
@@ -272,9 +303,7 @@ class VisionMTLFSDPStrategy(FSDPStrategy):
 
     def _parameter_names(self) -> dict[int, str]:
         """id of each (original) parameter → its name in the plain model."""
-        return {
-            id(p): n.replace("_fsdp_wrapped_module.", "") for n, p in self.model.named_parameters()
-        }
+        return {id(p): plain_name(n) for n, p in self.model.named_parameters()}
 
     def _load_plain(self, model: nn.Module, filename: str) -> None:
         """Load ``filename``'s weights into the unwrapped ``model`` (strictly by default)."""
@@ -283,7 +312,9 @@ class VisionMTLFSDPStrategy(FSDPStrategy):
         state = {re.sub(r"^module\.", "", k): v for k, v in state.items()}
         if self.strict_load:
             check_checkpoint_fits(model, checkpoint, filename)
-        model.load_state_dict(state, strict=self.strict_load)
+            model.load_state_dict(state, strict=True)
+        else:  # mmengine's partial load: skips mismatched shapes, logs what it left out
+            load_state_dict(model, state, strict=False, logger=self.logger)
         self.logger.info(f"Loaded the weights of {filename} before sharding the model")
         self.preloaded = filename
 
@@ -336,6 +367,21 @@ class VisionMTLFSDPStrategy(FSDPStrategy):
             save_checkpoint(checkpoint, filename, backend_args=dict(backend="atomic_local"))
 
 
+def _first_difference(saved: list[list], current: list[list]) -> str:
+    """Where two optimizers' parameter-name groups first differ, in words."""
+    if len(saved) != len(current):
+        return f"{len(saved)} parameter groups in the checkpoint, {len(current)} here"
+    for index, (a, b) in enumerate(zip(saved, current)):
+        if a != b:
+            if not all(isinstance(n, str) for n in a):
+                return f"group {index} of the checkpoint lists parameter indices (not an FSDP one)"
+            for position, (x, y) in enumerate(zip(a, b)):
+                if x != y:
+                    return f"group {index}, parameter {position}: {x!r} saved, {y!r} here"
+            return f"group {index} has {len(a)} parameters saved, {len(b)} here"
+    return "the groups differ"
+
+
 def _gather_to_rank0(obj):
     """``[obj of rank 0, obj of rank 1, ...]`` on rank 0, ``None`` elsewhere."""
     import torch.distributed as dist
@@ -349,10 +395,17 @@ def _merge_shards(parts: list[dict], shape: tuple[int, ...]) -> dict:
     """One parameter's optimizer state from its shards' (in rank order): per-element tensors
     (flattened shards) concatenated and given the parameter's shape, the rest (``step``) as
     the first shard has it."""
+    numel = math.prod(shape)
     merged = {}
     for key, value in parts[0].items():
-        if torch.is_tensor(value) and value.dim() == 1 and len(shape) > 0:
-            merged[key] = torch.cat([part[key] for part in parts]).reshape(shape)
+        if torch.is_tensor(value) and value.dim() == 1:
+            full = torch.cat([part[key] for part in parts])
+            if full.numel() != numel:
+                raise ValueError(
+                    f"optimizer state {key!r} of a parameter of shape {shape}: the shards hold "
+                    f"{full.numel()} values, expected {numel}"
+                )
+            merged[key] = full.reshape(shape)
         else:
             merged[key] = value
     return merged

@@ -142,7 +142,11 @@ class MultiTaskModel(BaseModel):
         logits = {}
         for task in self.tasks:
             out = self.heads[task](decoded.features[task])
-            logits[task] = F.interpolate(out, size=size, mode="bilinear", align_corners=False)
+            # upsampled in fp32: under mixed precision the head's output is bf16/fp16, and
+            # interpolating in it would round the depth and normal maps a second time
+            logits[task] = F.interpolate(
+                out.float(), size=size, mode="bilinear", align_corners=False
+            )
         return logits, decoded
 
     def forward(

@@ -48,3 +48,40 @@ def test_sync_bn_is_refused_on_cpu_before_anything_is_built(tiny_cfg):
     tiny_cfg.sync_bn = "apex"
     with pytest.raises(ValueError, match="sync_bn must be 'torch'"):
         check_sync_bn(tiny_cfg, "none")
+
+
+def test_train_step_reads_two_values_from_the_device(tiny_cfg, monkeypatch):
+    """One transfer for every logged loss (the non-finite check reads it) and one for the
+    gradient norm (the finite-gradient check and clipping): no per-task synchronization."""
+    from vision_mtl.apis.runner import build_train_runner
+
+    runner = build_train_runner(tiny_cfg)
+    model = runner.model
+    optim = runner.build_optim_wrapper(runner.cfg.optim_wrapper)
+    batch = next(iter(runner.train_dataloader))
+    model.train_step(batch, optim)  # warm-up (lazy initialization)
+    reads, paused = [], []
+    step = optim.optimizer.step
+
+    def optimizer_step(*args, **kwargs):  # torch's Adam reads its step counters, kept on the host
+        paused.append(True)
+        try:
+            return step(*args, **kwargs)
+        finally:
+            paused.pop()
+
+    monkeypatch.setattr(optim.optimizer, "step", optimizer_step)
+    for name in ("item", "tolist", "__float__", "__bool__", "__int__", "numpy"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _original=original, _name=name, **kwargs):
+            if not paused:
+                reads.append(_name)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    log_vars = model.train_step(batch, optim)
+    monkeypatch.undo()
+    assert sorted(reads) == ["__float__", "tolist"], reads
+    assert all(isinstance(v, float) for v in log_vars.values())
+    assert {"loss", "loss_semseg", "loss_depth", "loss_normals", "loss_edge"} <= set(log_vars)

@@ -16,11 +16,15 @@ from vision_mtl.registry import MODELS
 
 
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor, anchor: torch.Tensor) -> torch.Tensor:
-    """Mean of ``values`` over ``mask``; zero (attached to ``anchor``'s graph) if mask is empty."""
-    count = mask.sum()
-    if count == 0:
-        return anchor.sum() * 0.0
-    return (values * mask).sum() / count
+    """Mean of ``values`` over ``mask``; zero (attached to the graph) if the mask is empty.
+
+    Branch-free: asking whether the mask is empty would read a value back from the device, one
+    synchronization per task and step. Masked-out values are replaced before weighting, so a
+    non-finite value where there is no ground truth cannot leak into the mean. ``anchor`` is
+    kept for the callers' signature.
+    """
+    kept = torch.where(mask > 0, values, torch.zeros_like(values)) * mask
+    return kept.sum() / mask.sum().clamp_min(1)
 
 
 @MODELS.register_module()
@@ -32,9 +36,13 @@ class CrossEntropyLoss(nn.Module):
         self.ignore_index = ignore_index
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if not (target != self.ignore_index).any():
-            return logits.sum() * 0.0
-        return F.cross_entropy(logits, target.long(), ignore_index=self.ignore_index)
+        # the sum over valid pixels over their count: torch's mean, bit for bit, and zero (not
+        # NaN) for a batch without labels, with no value read back from the device to decide
+        valid = (target != self.ignore_index).sum().clamp_min(1)
+        total = F.cross_entropy(
+            logits, target.long(), ignore_index=self.ignore_index, reduction="sum"
+        )
+        return total / valid
 
 
 @MODELS.register_module()
@@ -51,10 +59,8 @@ class BalancedCrossEntropyLoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         valid = target != self.ignore_index
-        if not valid.any():
-            return logits.sum() * 0.0
         positive = (target == 1) & valid
-        pos_share = positive.sum().float() / valid.sum().float()
+        pos_share = positive.sum().float() / valid.sum().float().clamp_min(1)
         weight = torch.stack([pos_share, 1.0 - pos_share]).to(logits.dtype)
         per_pixel = F.cross_entropy(
             logits, target.long(), weight=None, ignore_index=self.ignore_index, reduction="none"

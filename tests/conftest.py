@@ -184,3 +184,20 @@ def run_schedulers(schedulers: list, iters: int) -> list[float]:
         for scheduler in built:
             scheduler.step()
     return lrs
+
+
+def torchrun_train(config, work, *extra):
+    """``tools/train.py CONFIG --launcher pytorch`` on two torchrun processes (gloo on the CPU),
+    one thread each; the finished process (its return code and output)."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+        "--rdzv_backend=c10d", "--rdzv_endpoint=localhost:0",
+        str(ROOT / "tools/train.py"), str(config), "--launcher", "pytorch", "--work-dir", str(work),
+        *extra,
+    ]  # fmt: skip
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)

@@ -8,20 +8,9 @@ import subprocess
 import sys
 
 import torch
-from conftest import ROOT
+from conftest import ROOT, torchrun_train
 
 from vision_mtl.engine import register_all_modules
-
-
-def _torchrun(config, work, *extra):
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
-    cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-        "--rdzv_backend=c10d", "--rdzv_endpoint=localhost:0",
-        str(ROOT / "tools/train.py"), str(config), "--launcher", "pytorch", "--work-dir", str(work),
-        *extra,
-    ]  # fmt: skip
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
 
 
 def _free_port() -> int:
@@ -54,7 +43,7 @@ def test_non_finite_loss_stops_ddp_before_any_update(tiny_cfg, tmp_path):
     config = tmp_path / "tiny.py"
     tiny_cfg.dump(str(config))
     work = tmp_path / "ddp_nan"
-    done = _torchrun(config, work, "--cfg-options", "model.tasks.depth.loss_weight=nan")
+    done = torchrun_train(config, work, "--cfg-options", "model.tasks.depth.loss_weight=nan")
     assert done.returncode != 0
     assert "non-finite loss for task 'depth'" in done.stderr and "iteration 1" in done.stderr
     assert not list(work.glob("iter_*.pth"))

@@ -5,14 +5,11 @@ checkpoint, resume and validate; the checkpoint loads into the plain model and e
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 
 import pytest
 import torch
-from conftest import QUICKSTART, ROOT, TINY_OPTIONS, load_tool
+from conftest import QUICKSTART, TINY_OPTIONS, load_tool, torchrun_train
 
 from vision_mtl.apis import build_train_runner, init_model, load_config
 from vision_mtl.engine import register_all_modules
@@ -61,14 +58,7 @@ def vit_config(tmp_path):
 
 
 def _torchrun(config, work, *extra):
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
-    cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-        "--rdzv_backend=c10d", "--rdzv_endpoint=localhost:0",
-        str(ROOT / "tools/train.py"), str(config), "--launcher", "pytorch", "--work-dir", str(work),
-        *extra,
-    ]  # fmt: skip
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    done = torchrun_train(config, work, *extra)
     assert done.returncode == 0, done.stderr[-4000:]
     return done
 

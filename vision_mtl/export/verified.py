@@ -25,6 +25,7 @@ from vision_mtl.export.onnx_export import (
 )
 from vision_mtl.export.parity import ParityReport, check_parity
 from vision_mtl.export.quantize import quantize_int8, write_int8_sidecar
+from vision_mtl.export.reparam import FoldError, check_folded, fold_branches
 from vision_mtl.export.runtime import Deployment, load_deployment
 from vision_mtl.export.tensorrt_check import check_graph, format_problems
 
@@ -42,6 +43,10 @@ class VerifiedExport:
     deployment: Deployment
     parity: ParityReport
     simplified: dict | None
+    #: backbone blocks folded by structural reparameterization before export (0: none)
+    folded_blocks: int = 0
+    #: largest difference between the folded and the multi-branch model's outputs
+    fold_difference: float | None = None
 
 
 def export_verified(
@@ -58,6 +63,10 @@ def export_verified(
 ) -> VerifiedExport:
     """Export ``model``, check it for TensorRT and against PyTorch, then publish to ``out_dir``.
 
+    A backbone with multi-branch blocks (MobileOne, RepViT, FastViT, RepGhost) is exported
+    folded (:mod:`vision_mtl.export.reparam`), after the folded copy is shown to match the
+    multi-branch model within ``atol``.
+
     Raises:
         ExportCheckError: the graph would not build in a TensorRT version, or ONNX Runtime's
             outputs or metrics differ from PyTorch's; nothing is written to ``out_dir``.
@@ -67,6 +76,14 @@ def export_verified(
     if not isinstance(parity_samples, int) or parity_samples < 1:
         raise ValueError(f"parity_samples must be an integer >= 1, got {parity_samples!r}")
     check_export_name(name)
+    folded, blocks = fold_branches(model)
+    fold_difference = None
+    if blocks:  # multi-branch blocks ship folded, once proven equal
+        try:
+            fold_difference = check_folded(model, folded, canvas, atol)
+        except FoldError as err:
+            raise ExportCheckError(str(err)) from err
+        model = folded
     stage = staging_dir(out_dir)
     try:
         exported = export_onnx(model, stage, canvas, opset, max_batch, name, simplify)
@@ -85,7 +102,13 @@ def export_verified(
         _, sidecar_path = publish(exported, out_dir)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
-    return VerifiedExport(load_deployment(sidecar_path), report, exported.sidecar["simplified"])
+    return VerifiedExport(
+        load_deployment(sidecar_path),
+        report,
+        exported.sidecar["simplified"],
+        folded_blocks=blocks,
+        fold_difference=fold_difference,
+    )
 
 
 def quantize_verified(

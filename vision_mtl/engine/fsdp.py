@@ -164,7 +164,6 @@ class VisionMTLFSDPStrategy(FSDPStrategy):
         super().__init__(model_wrapper=wrapper, state_dict_cfg=state_dict_cfg, **kwargs)
         self.strict_load = True
         self.plain_shapes: _Shapes | None = None
-        self.plain_numel = 0
         #: the checkpoint the run loads or resumes (set by VisionMTLFlexibleRunner.train)
         self.preload: str | None = None
         self.preloaded: str | None = None
@@ -193,26 +192,25 @@ class VisionMTLFSDPStrategy(FSDPStrategy):
             )
         model = super().build_model(model)
         self.plain_shapes = _Shapes(model)
-        self.plain_numel = sum(p.numel() for p in model.parameters())
         return model
 
     def _wrap_model(self, model: nn.Module) -> nn.Module:
         """Load the run's checkpoint into the plain model, shard it, and log how.
 
         Weights are loaded before wrapping, as torch's FSDP documentation prescribes for full
-        state dicts: loaded through the wrapper after sharding (mmengine's order), a resumed run
-        trained differently from an uninterrupted one. The optimizer state still loads after.
+        state dicts (mmengine loads them through the wrapper after sharding); the optimizer
+        state still loads after, through :meth:`load_optim_state_dict`.
         """
         if self.preload is not None and not isinstance(model, FSDP):
             self._load_plain(model, self.preload)
+        total = sum(p.numel() for p in model.parameters())
         wrapped = super()._wrap_model(model)
         if wrapped is None:  # already wrapped
             return wrapped
         units = len(FSDP.fsdp_modules(wrapped))
         local = sum(p.numel() for p in wrapped.parameters())
         self.logger.info(
-            f"FSDP: {units} units; rank {self.rank} holds {local} of the model's "
-            f"{self.plain_numel} parameters"
+            f"FSDP: {units} units; rank {self.rank} holds {local} of the model's {total} parameters"
         )
         return wrapped
 
@@ -329,7 +327,8 @@ class VisionMTLFSDPStrategy(FSDPStrategy):
         """Load a full checkpoint into the shards; strict unless ``strict_load`` is ``False``."""
         strict = kwargs.pop("strict", None)
         strict = self.strict_load if strict is None else strict
-        if strict and self.plain_shapes is not None:
+        if strict and self.plain_shapes is not None and filename != self.preloaded:
+            # (a checkpoint loaded before sharding was checked then)
             revise = kwargs.get("revise_keys") or [(r"^module\.", "")]
             check_checkpoint_fits(
                 self.plain_shapes, read_checkpoint(filename, mmap=True), filename, revise

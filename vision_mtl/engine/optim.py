@@ -11,6 +11,7 @@ not finite. The weights, and every checkpoint written so far, stay those of the 
 from __future__ import annotations
 
 import math
+import weakref
 from contextlib import contextmanager
 
 import torch
@@ -173,6 +174,7 @@ class AutocastOptimWrapper(GuardedOptimWrapper):
     ) -> None:
         super().__init__(**kwargs)
         self.fp32_norms = bool(fp32_norms)
+        self._hooked: weakref.WeakSet = weakref.WeakSet()
         if dtype not in ("bfloat16", "float16"):
             raise ValueError(f"optim_wrapper.dtype must be 'bfloat16' or 'float16', got {dtype!r}")
         self.cast_dtype = getattr(torch, dtype)
@@ -199,8 +201,9 @@ class AutocastOptimWrapper(GuardedOptimWrapper):
     def optim_context(self, model: torch.nn.Module):
         """mmengine's context (``no_sync`` while accumulating), plus autocast on the model's
         device, with the model's normalization layers kept in fp32 (:func:`fp32_norms`)."""
-        if self.fp32_norms:
-            fp32_norms(model)  # once per layer: a model seen again is left as it is
+        if self.fp32_norms and model not in self._hooked:
+            fp32_norms(model)  # once per model (and per layer: a wrapper and its module agree)
+            self._hooked.add(model)
         param = next(model.parameters(), None)
         device = "cpu" if param is None else param.device.type
         with super().optim_context(model), torch.autocast(device, dtype=self.cast_dtype):

@@ -118,15 +118,6 @@ def _timm_source(model_name: str) -> PretrainedSource:
     )
 
 
-def _has_weights(model_name: str) -> bool:
-    """Whether timm's registry has a weight source for ``model_name`` (tag or default tag)."""
-    try:
-        _timm_source(model_name)
-    except ValueError:
-        return False
-    return True
-
-
 def resolve_pretrained(pretrained: object, model_name: str) -> PretrainedSource:
     """Validate a backbone's ``pretrained`` value and say where its weights come from.
 
@@ -187,7 +178,10 @@ def resolve_pretrained(pretrained: object, model_name: str) -> PretrainedSource:
         )
     tag_hint = ""
     if timm.is_model(value):
-        hub = _timm_source(value).repo if _has_weights(value) else None
+        try:
+            hub = _timm_source(value).repo
+        except ValueError:  # no weights for that name
+            hub = None
         tag_hint = f" {value!r} is a timm model name: set model_name={value!r} and pretrained=True"
         tag_hint += (
             f", or pretrained='hf-hub:{hub}' (its weights, same architecture)." if hub else "."

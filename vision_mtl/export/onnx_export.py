@@ -7,6 +7,9 @@ output at the canvas size. The sidecar records everything a runtime needs to tur
 that input and the outputs into predictions (normalization, canvas, per-task decoding, class
 names, palettes), the SHA-256 of the ONNX file, so a mismatched pair is refused, and a digest
 of its own content (:mod:`vision_mtl.export.validate`), so an edited sidecar is refused too.
+Once the checks pass, :func:`attach_reference` adds ``<stem>_reference.npz``: a few of the
+compared images, preprocessed, with their SHA-256 in the sidecar
+(:mod:`vision_mtl.runtime.reference`), so a device can compare its own engines with ONNX Runtime.
 
 The TorchScript exporter is used (``dynamo=False``): it writes a single file below 2 GB and its
 opset-17 graphs are what TensorRT 8.6 parses. The spatial size is fixed at the canvas (the
@@ -20,9 +23,10 @@ import os
 import shutil
 import tempfile
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import onnx
 import torch
 from torch import nn
@@ -34,6 +38,13 @@ from vision_mtl.export.validate import (
     is_plain_file_name,
     seal_sidecar,
     sidecar_bytes,
+)
+from vision_mtl.runtime.deployment import Deployment
+from vision_mtl.runtime.reference import (
+    REFERENCE_KEY,
+    reference_bytes,
+    reference_file_name,
+    reference_section,
 )
 from vision_mtl.tasks import get_task, make_palette
 
@@ -142,6 +153,8 @@ class Exported:
     onnx_path: Path
     sidecar_path: Path
     sidecar: dict
+    #: files the sidecar names besides the graph (the reference inputs), published before it
+    extra: list[Path] = field(default_factory=list)
 
 
 def export_onnx(
@@ -232,15 +245,35 @@ def staging_dir(out_dir: str | os.PathLike) -> Path:
     return Path(tempfile.mkdtemp(prefix=".export-", dir=out_dir))
 
 
-def publish(exported: Exported, out_dir: str | os.PathLike) -> tuple[Path, Path]:
-    """Move a checked pair into ``out_dir``: the ONNX file first, then the sidecar.
+def attach_reference(exported: Exported, images: list[np.ndarray], split: str = "val") -> Exported:
+    """Write ``images`` as the staged pair's reference inputs and record them in its sidecar.
 
-    Each move is an atomic rename; a runtime that finds the sidecar also finds its graph.
+    The images are preprocessed by the staged sidecar's own rules and written to
+    ``<stem>_reference.npz`` beside the graph (:mod:`vision_mtl.runtime.reference`); the
+    sidecar gains a ``reference`` section naming the file and its SHA-256 and is sealed again.
+    """
+    batch, sizes = Deployment(exported.sidecar_path, exported.sidecar).preprocess(images)
+    path = exported.onnx_path.with_name(reference_file_name(exported.onnx_path.stem))
+    path.write_bytes(reference_bytes(batch, sizes))
+    sidecar = dict(exported.sidecar)
+    sidecar[REFERENCE_KEY] = reference_section(path, len(images), split)
+    sidecar = seal_sidecar(sidecar)
+    exported.sidecar_path.write_bytes(sidecar_bytes(sidecar))
+    return Exported(exported.onnx_path, exported.sidecar_path, sidecar, [*exported.extra, path])
+
+
+def publish(exported: Exported, out_dir: str | os.PathLike) -> tuple[Path, Path]:
+    """Move a checked pair into ``out_dir``: the ONNX file, its extra files, then the sidecar.
+
+    Each move is an atomic rename; a runtime that finds the sidecar also finds every file it
+    names.
     """
     out_dir = Path(out_dir)
     onnx_path = out_dir / exported.onnx_path.name
     sidecar_path = out_dir / exported.sidecar_path.name
     os.replace(exported.onnx_path, onnx_path)
+    for path in exported.extra:
+        os.replace(path, out_dir / path.name)
     os.replace(exported.sidecar_path, sidecar_path)
     shutil.rmtree(exported.onnx_path.parent, ignore_errors=True)
     return onnx_path, sidecar_path

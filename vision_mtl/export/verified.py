@@ -1,8 +1,9 @@
 """Export and quantize with every check, publishing files only when all checks pass.
 
 Both functions work in a hidden staging directory beside the destination and move the finished
-pair (graph, then sidecar) into place with atomic renames, so a failed check, an exception or an
-interrupted run never leaves a partial or unchecked file where a runtime would find it.
+pair (graph, the export's reference inputs, then sidecar) into place with atomic renames, so a
+failed check, an exception or an interrupted run never leaves a partial or unchecked file where a
+runtime would find it.
 """
 
 from __future__ import annotations
@@ -18,18 +19,21 @@ from torch import nn
 
 from vision_mtl.export.onnx_export import (
     Exported,
+    attach_reference,
     check_export_name,
     export_onnx,
     publish,
     staging_dir,
 )
-from vision_mtl.export.parity import ParityReport, check_parity
+from vision_mtl.export.parity import ParityReport, check_parity, load_samples, sample_image
 from vision_mtl.export.quantize import quantize_int8, write_int8_sidecar
 from vision_mtl.export.reparam import FoldError, check_folded, fold_branches
 from vision_mtl.export.runtime import Deployment, load_deployment
 from vision_mtl.export.tensorrt_check import check_graph, format_problems
 
 TRT_VERSIONS = ("8.6", "10.3")
+#: most parity images kept as the export's reference inputs (each is 3×H×W float32 in the file)
+REFERENCE_SAMPLES = 4
 
 
 class ExportCheckError(RuntimeError):
@@ -67,6 +71,10 @@ def export_verified(
     folded (:mod:`vision_mtl.export.reparam`), after the folded copy is shown to match the
     multi-branch model within ``atol``.
 
+    Besides the graph and its sidecar, ``<name>_reference.npz`` holds the first
+    ``min(parity_samples, REFERENCE_SAMPLES)`` parity images, preprocessed, for checks on the
+    device (:mod:`vision_mtl.runtime.reference`).
+
     Raises:
         ExportCheckError: the graph would not build in a TensorRT version, or ONNX Runtime's
             outputs or metrics differ from PyTorch's; nothing is written to ``out_dir``.
@@ -99,6 +107,8 @@ def export_verified(
         )
         if not report.ok:
             raise ExportCheckError("ONNX parity failed:\n  " + "\n  ".join(report.failures))
+        samples, _ = load_samples(model.cfg, "val", min(parity_samples, REFERENCE_SAMPLES))
+        exported = attach_reference(exported, [sample_image(s) for s in samples])
         _, sidecar_path = publish(exported, out_dir)
     finally:
         shutil.rmtree(stage, ignore_errors=True)

@@ -12,6 +12,8 @@ library only, and OpenCV or onnxruntime when an image is read or a session is op
   interpreter (the model's ``predict`` mode uses the torch one);
 * :mod:`~vision_mtl.runtime.colorize`: palettes and colourisation (training pictures use them);
 * :mod:`~vision_mtl.runtime.ort`: :class:`OrtRunner`, the ONNX Runtime backend.
+* :mod:`~vision_mtl.runtime.reference`: the export's reference inputs (:func:`load_reference`),
+  checked against the sidecar, for comparing a device's engines with ONNX Runtime.
 
 The TensorRT backend is ``deploy/trt_runtime.py``; the export side, which needs torch and onnx,
 is :mod:`vision_mtl.export` (its ``runtime`` and ``validate`` modules re-export these names).
@@ -22,6 +24,7 @@ from vision_mtl.runtime.decode import DECODE_RULES, DecodeRule, decode_array, ge
 from vision_mtl.runtime.deployment import Deployment, load_deployment
 from vision_mtl.runtime.ort import OrtRunner
 from vision_mtl.runtime.preprocess import check_image, normalize_and_pad, read_image
+from vision_mtl.runtime.reference import ReferenceInputs, load_reference
 from vision_mtl.runtime.sidecar import SIDECAR_FORMAT, DeploymentError
 
 __all__ = [
@@ -31,12 +34,14 @@ __all__ = [
     "Deployment",
     "DeploymentError",
     "OrtRunner",
+    "ReferenceInputs",
     "check_image",
     "colorize",
     "colorize_depth",
     "decode_array",
     "get_rule",
     "load_deployment",
+    "load_reference",
     "make_palette",
     "normalize_and_pad",
     "read_image",

@@ -51,7 +51,8 @@ class AtomicCheckpointHook(CheckpointHook):
     * Temporary files of ours left by a run that was killed while saving are removed when the
       next run in the work dir starts (the work dir lock guarantees no other run is writing).
     * A pruned model's record (``model.pruning_record``) goes into every checkpoint's ``meta``,
-      so fine-tuned pruned checkpoints rebuild their architecture like ``pruned.pth`` does.
+      so fine-tuned pruned checkpoints rebuild their architecture like ``pruned.pth`` does; a
+      quantization-aware model's QAT record (``model.qat_record``) likewise.
     """
 
     def __init__(self, **kwargs) -> None:
@@ -72,9 +73,10 @@ class AtomicCheckpointHook(CheckpointHook):
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         model = runner.model.module if hasattr(runner.model, "module") else runner.model
-        record = getattr(model, "pruning_record", None)
-        if record is not None:
-            checkpoint.setdefault("meta", {})["pruning"] = record
+        for key in ("pruning", "qat"):
+            record = getattr(model, f"{key}_record", None)
+            if record is not None:
+                checkpoint.setdefault("meta", {})[key] = record
 
     def _save_checkpoint_with_step(self, runner, step, meta) -> None:
         expired = self._rotate(step, runner)

@@ -1,17 +1,9 @@
 """Structural reparameterization at export: multi-branch blocks trained, single convolutions shipped.
 
-MobileOne, RepViT, FastViT and RepGhost blocks train with parallel branches (3×3, 1×1, identity,
-each with its BatchNorm) that are linear, so after training they fold into one convolution per
-block. The folded network computes the same function with fewer, larger kernels — the form int8
-kernels and TensorRT fuse best. timm implements the folding for each of its models
-(``reparameterize()``, ``switch_to_deploy()``, ``fuse()`` on the blocks);
-:func:`fold_branches` applies it, through timm's public ``reparameterize_model``, to the
-backbone of a copy of the model, and :func:`check_folded` proves the copy equals the original
-before anything is exported from it.
-
-Only the backbone's timm model is folded: the toolbox's own decoders are plain conv–BN–ReLU
-stacks, and timm's walker would mistake a submodule named ``fuse`` (the baseline decoder's
-fusion conv) for a fusing method.
+The folded network (:mod:`vision_mtl.compress.folding`) computes the same function as the
+multi-branch one with fewer, larger kernels — the form int8 kernels and TensorRT fuse best.
+:func:`fold_branches` folds the backbone of a copy of the model, and :func:`check_folded` proves
+the copy equals the original before anything is exported from it.
 """
 
 from __future__ import annotations
@@ -19,39 +11,22 @@ from __future__ import annotations
 import copy
 
 import torch
-from timm.utils import reparameterize_model
 from torch import nn
 
-#: the methods timm's reparameterization calls on a block that can fold
-FOLD_METHODS = ("fuse", "reparameterize", "switch_to_deploy")
+from vision_mtl.compress.folding import fold_backbone, foldable_blocks
 
 
 class FoldError(RuntimeError):
     """The folded model does not compute what the multi-branch model computes."""
 
 
-def foldable_blocks(model: nn.Module) -> int:
-    """How many blocks of ``model``'s timm backbone timm can fold (0: nothing to fold)."""
-    inner = getattr(getattr(model, "backbone", None), "model", None)
-    if inner is None:
-        return 0
-    return sum(
-        1
-        for module in inner.modules()
-        if module is not inner
-        and any(callable(getattr(module, name, None)) for name in FOLD_METHODS)
-    )
-
-
 def fold_branches(model: nn.Module) -> tuple[nn.Module, int]:
     """An eval-mode copy of ``model`` with its backbone's branches folded, and how many blocks
     were foldable; ``model`` itself when there is nothing to fold (it is never modified)."""
-    count = foldable_blocks(model)
-    if not count:
+    if not foldable_blocks(model):
         return model, 0
-    folded = copy.deepcopy(model).eval()
-    reparameterize_model(folded.backbone.model, inplace=True)
-    return folded, count
+    folded = copy.deepcopy(model)
+    return folded, fold_backbone(folded)
 
 
 @torch.no_grad()

@@ -95,6 +95,24 @@ def _nodes(graph: onnx.GraphProto) -> Iterable[onnx.NodeProto]:
                 yield from _nodes(sub)
 
 
+def _constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
+    """The graph's build-time constants: initializers and the outputs of ``Constant`` nodes
+    (how the TorchScript exporter writes the scales of a quantization-aware model)."""
+    constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant" and node.output:
+            attrs = _attributes(node)
+            if isinstance(attrs.get("value"), onnx.TensorProto):
+                constants[node.output[0]] = numpy_helper.to_array(attrs["value"])
+            elif "value_float" in attrs or "value_floats" in attrs:
+                value = attrs.get("value_float", attrs.get("value_floats"))
+                constants[node.output[0]] = np.asarray(value, np.float32)
+            elif "value_int" in attrs or "value_ints" in attrs:
+                value = attrs.get("value_int", attrs.get("value_ints"))
+                constants[node.output[0]] = np.asarray(value, np.int64)
+    return constants
+
+
 def _is_weight(name: str, initializers: dict, producers: dict) -> bool:
     """A constant, or a constant passed through a QuantizeLinear (a Q/DQ pair on a weight)."""
     if name in initializers:
@@ -159,7 +177,7 @@ def check_graph(
                     "model", "opset", f"opset {opset} > {MAX_OPSET[version]} (TensorRT {version})"
                 )
             )
-    initializers = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    initializers = _constants(model.graph)
     producers = {out: n for n in model.graph.node for out in n.output}
     for node in _nodes(model.graph):
         name = node.name or (node.output[0] if node.output else node.op_type)

@@ -3,9 +3,10 @@
 A pruned model is the config's model with some channels and heads removed; the pruning record
 (:mod:`vision_mtl.compress.pruning`) says which. The record travels in ``cfg.model.pruning``
 (fine-tuning configs) or in a checkpoint's ``meta`` (``pruned.pth`` and every checkpoint of a
-pruned model). :func:`build_model` is what ``init_model``, the Runner (training and
-``tools/test.py``) and the exporters build through, so a record is applied the same way
-everywhere, after the plain model is built.
+pruned model). A quantization-aware model (:mod:`vision_mtl.compress.qat`) is described the
+same way by its QAT record, ``cfg.model.qat`` or ``meta['qat']``. :func:`build_model` is what
+``init_model``, the Runner (training and ``tools/test.py``) and the exporters build through, so
+a record is applied the same way everywhere, after the plain model is built.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ def build_model(cfg: dict | nn.Module) -> nn.Module:
         return cfg
     cfg = copy.deepcopy(cfg)
     record = cfg.pop("pruning", None)
+    qat = cfg.pop("qat", None)
     with DefaultScope.overwrite_default_scope(SCOPE):
         kind = cfg.get("type")
         cls = kind if isinstance(kind, type) else MODELS.get(kind)
@@ -55,6 +57,11 @@ def build_model(cfg: dict | nn.Module) -> nn.Module:
 
         apply_record(model, record)
     model.pruning_record = _plain(record)
+    if qat is not None:
+        from vision_mtl.compress.qat import apply_record as quantize_aware
+
+        quantize_aware(model, _plain(qat))
+        model.qat_record = _plain(qat)
     return model
 
 
@@ -66,10 +73,15 @@ def checkpoint_record(checkpoint: str | os.PathLike) -> dict | None:
 
 
 def configure_pruned(cfg, checkpoint: str | os.PathLike | None) -> dict | None:
-    """Set ``cfg.model.pruning`` from a pruned checkpoint so the config builds its architecture."""
+    """Set ``cfg.model.pruning`` (and ``cfg.model.qat``) from a checkpoint's records so the
+    config builds its architecture: pruned channels, and the fake quantization of a
+    quantization-aware checkpoint."""
     if checkpoint is None:
         return None
-    record = checkpoint_record(resolve_checkpoint(checkpoint))
+    meta = read_checkpoint(resolve_checkpoint(checkpoint), mmap=True).get("meta") or {}
+    record = meta.get("pruning")
     if record is not None:
         cfg.model.pruning = record
+    if meta.get("qat") is not None:
+        cfg.model.qat = meta["qat"]
     return record

@@ -128,6 +128,7 @@ class MultiTaskModel(BaseModel):
         # Set by vision_mtl.models.builder.build_model, which applies a pruning record; every
         # checkpoint of the model carries it (AtomicCheckpointHook).
         self.pruning_record: dict | None = None
+        self.qat_record: dict | None = None
 
     # ------------------------------------------------------------------ forward paths
     def _logits(self, inputs: torch.Tensor) -> tuple[dict[str, torch.Tensor], DecoderOutput]:

@@ -41,11 +41,18 @@ def evaluate_model(model: torch.nn.Module, cfg: Config) -> dict[str, float]:
 
 
 def save_pruned_checkpoint(
-    model: torch.nn.Module, record: dict, path: str | os.PathLike, dataset_meta: dict | None = None
+    model: torch.nn.Module,
+    record: dict,
+    path: str | os.PathLike,
+    dataset_meta: dict | None = None,
+    qat: dict | None = None,
 ) -> Path:
-    """A state_dict plus the pruning record in ``meta`` (no pickled modules), written atomically."""
+    """A state_dict plus the pruning record (and a QAT record) in ``meta`` (no pickled
+    modules), written atomically."""
     buffer = io.BytesIO()
     meta = dict(pruning=record, dataset_meta=dict(dataset_meta or {}))
+    if qat is not None:
+        meta["qat"] = qat
     torch.save(dict(state_dict=model.state_dict(), meta=meta), buffer)
     path = Path(path)
     atomic_write_bytes(buffer.getvalue(), path)

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from conftest import TINY_BACKBONES, assert_onnx_parity, load_tool, run_schedulers
 
 from vision_mtl.apis import init_model
 from vision_mtl.compress import PruningError, apply_record, prune
+from vision_mtl.export import check_graph
 from vision_mtl.models import MultiTaskModel
 from vision_mtl.models.builder import build_model
 from vision_mtl.tasks import get_task
+from vision_mtl.workflows.prune_report import format_report_table
 
 TASKS = {"semseg": {"num_classes": 7}, "depth": {}, "normals": {}, "edge": {}}  # SynthScenes
 
@@ -379,6 +382,7 @@ def tiny_run(tmp_path_factory):
         [str(config), str(checkpoint), "--ratio", "0.5", "--finetune-iters", "2"]
         + ["--importance", "task-taylor", "--grad-batches", "1"]
         + ["--out", str(out), "--latency-runs", "3", "--round-to", "0"]
+        + ["--quantize", "--calib-samples", "2"]
     )
     return config, checkpoint, out, report
 
@@ -407,6 +411,17 @@ def test_prune_tool_reports_and_writes_restorable_checkpoints(tiny_run, tmp_path
         [str(config), str(checkpoint), "--out", str(tmp_path / "export"), "--parity-samples", "2"]
     )
     assert max(exported["max_abs_diff"].values()) <= 1e-4
+
+
+def test_prune_then_quantize_reports_the_int8_stage_against_unpruned_fp32(tiny_run):
+    _, _, out, report = tiny_run
+    int8 = report["int8"]
+    assert int8["parameters"] == report["finetuned"]["parameters"]  # the fine-tuned model, as is
+    assert int8["onnx"] == str(out / "export" / "model_int8.onnx")
+    assert check_graph(str(out / "export" / "model_int8.onnx")) == []
+    assert np.isfinite(int8["delta_m"]) and int8["speedup"] > 0
+    assert json.loads((out / "report.json").read_text())["int8"]["delta_m"] == int8["delta_m"]
+    assert format_report_table(report, ["depth"])[-1].startswith("| int8 |")
 
 
 def test_prune_tool_refuses_bad_settings_before_writing(tiny_run, tmp_path):

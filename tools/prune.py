@@ -15,7 +15,11 @@ Writes ``DIR/pruned.pth`` (state_dict + pruning record, before fine-tuning),
 scaled to that length; its Runner work dir is ``DIR/finetune``) and ``DIR/report.json``:
 parameters, MACs, ONNX Runtime latency, every task metric and Δm against the unpruned model,
 before pruning, after pruning and after fine-tuning, all at the config's input size or
-``--shape H W`` (:mod:`vision_mtl.input_size`). Task output layers and the config's
+``--shape H W`` (:mod:`vision_mtl.input_size`). With ``--quantize`` the final model (fine-tuned
+if it was) is also exported to ``DIR/export`` (TensorRT check and parity, as ``tools/export.py``)
+and quantized there as ``tools/quantize.py`` does (``--calib-samples`` training images), and the
+report gains an ``int8`` stage: the INT8 graph's ONNX Runtime latency and test metrics, with Δm
+and speed-up against the unpruned fp32 model. Task output layers and the config's
 ``pruning.protected`` patterns are never pruned, nor the layers a decoder declares
 ``unprunable`` (fixed by its design: intermediate predictions, gates, attention heads). ``tools/test.py``, ``tools/export.py`` and
 ``init_model`` rebuild the pruned model from config + checkpoint.
@@ -39,6 +43,8 @@ from mmengine.config import DictAction
 
 from vision_mtl.compress.greedy import GREEDY_RANKS
 from vision_mtl.compress.pruning import PruningError
+from vision_mtl.export.int8_comparison import Int8ComparisonError
+from vision_mtl.export.verified import ExportCheckError
 from vision_mtl.input_size import add_shape_argument
 from vision_mtl.workflows.prune import PruneSettings, prune_workflow
 from vision_mtl.workflows.prune_report import format_report_table
@@ -71,6 +77,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--round-to", type=int, default=16, help="channel multiple (0: none)")
     parser.add_argument("--latency-runs", type=int, default=100)
+    parser.add_argument(
+        "--quantize",
+        action="store_true",
+        help="also export the final model, INT8-quantize it and report that stage",
+    )
+    parser.add_argument("--calib-samples", type=int, default=64, help="INT8 calibration images")
     add_shape_argument(parser, "input size for MACs, latency and tracing")
     parser.add_argument("--out", required=True)
     parser.add_argument("--cfg-options", nargs="+", action=DictAction)
@@ -93,7 +105,7 @@ def main(argv: list[str] | None = None) -> dict:
         result = prune_workflow(
             args.config, args.checkpoint, settings_from_args(args), args.cfg_options, log=print
         )
-    except (PruningError, FileNotFoundError) as err:  # one sentence naming flag, key or file
+    except (PruningError, FileNotFoundError, ExportCheckError, Int8ComparisonError) as err:
         raise SystemExit(str(err)) from None
     print("\n".join(format_report_table(result.report, result.tasks)))
     return result.report

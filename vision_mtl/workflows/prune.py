@@ -27,7 +27,7 @@ from vision_mtl.apis.runner import load_config
 from vision_mtl.compress.greedy import greedy_prune
 from vision_mtl.compress.pruning import prune
 from vision_mtl.utils import resolve_checkpoint
-from vision_mtl.workflows.prune_report import measure_stage, write_report
+from vision_mtl.workflows.prune_report import measure_int8_stage, measure_stage, write_report
 from vision_mtl.workflows.prune_settings import (
     PruneSettings,
     check_config,
@@ -113,7 +113,9 @@ def prune_workflow(
     Writes ``out/pruned.pth`` (state_dict + pruning record, before fine-tuning),
     ``out/pruned_finetuned.pth`` (after ``settings.finetune_iters`` iterations of the config's
     schedule scaled to that length; its Runner work dir is ``out/finetune``) and
-    ``out/report.json``, after pruning and again after fine-tuning (:mod:`.prune_report`).
+    ``out/report.json``, after pruning and again after fine-tuning (:mod:`.prune_report`);
+    with ``settings.quantize``, the final model exported and INT8-quantized in ``out/export``
+    and the report's ``int8`` stage.
 
     Args:
         config: a config file (``cfg_options`` applied) or a loaded ``Config``.
@@ -153,5 +155,10 @@ def prune_workflow(
         model = finetune(tuned)
         save_pruned_checkpoint(model, record, out / "pruned_finetuned.pth", dataset_meta)
         report["finetuned"] = measure_stage(model, cfg, canvas, runs)
+        write_report(report, tasks, out)
+    if settings.quantize:  # the final model through export and quantization, unchanged
+        report["int8"] = measure_int8_stage(
+            model, cfg, name, canvas, out / "export", settings.calib_samples, runs
+        )
         write_report(report, tasks, out)
     return PruneResult(report, tasks, model)

@@ -24,7 +24,7 @@ from vision_mtl.tasks import get_task
 from vision_mtl.workflows.pruning_steps import evaluate_model, ort_latency
 
 #: The stages of a pruning run, in order; a report holds those reached.
-STAGES = ("before", "pruned", "finetuned")
+STAGES = ("before", "pruned", "finetuned", "int8")
 
 
 def measure_stage(model: torch.nn.Module, cfg: Config, canvas: tuple[int, int], runs: int) -> dict:
@@ -35,6 +35,46 @@ def measure_stage(model: torch.nn.Module, cfg: Config, canvas: tuple[int, int], 
         macs=count_macs(model, example, mode="tensor")["total"],
         ort_latency_ms=ort_latency(model, canvas, runs),
         metrics=evaluate_model(model, cfg),
+    )
+
+
+def measure_int8_stage(
+    model: torch.nn.Module,
+    cfg: Config,
+    config: str,
+    canvas: tuple[int, int],
+    out: Path,
+    calib_samples: int,
+    runs: int,
+) -> dict:
+    """Export ``model`` to ``out`` and INT8-quantize it there as ``tools/export.py`` and
+    ``tools/quantize.py`` do; the INT8 graph's size, ONNX Runtime latency and test metrics.
+
+    The latency is measured as :func:`measure_stage` measures the fp32 stages (batch 1, the
+    same runs), so the stages compare directly.
+    """
+    import numpy as np
+
+    from vision_mtl.export import OrtRunner
+    from vision_mtl.export.int8_comparison import checked_samples, evaluate
+    from vision_mtl.export.parity import build_metric, sample_image
+    from vision_mtl.export.timing import measure_latency
+    from vision_mtl.export.verified import export_verified, quantize_verified
+
+    model.cfg = getattr(model, "cfg", None) or cfg  # a fine-tuned model comes back without it
+    fp32 = export_verified(model.cpu().eval(), out, canvas).deployment
+    calibration, _ = checked_samples(cfg, config, fp32, "train", calib_samples)
+    int8 = quantize_verified(fp32, [sample_image(s) for s in calibration])
+    samples, metainfo = checked_samples(cfg, config, int8, "test", 10**9)
+    runner = OrtRunner(int8, providers=["CPUExecutionProvider"])
+    batch = np.zeros((1, 3, *canvas), np.float32)
+    example = torch.zeros(1, 3, *canvas)
+    return dict(
+        parameters=count_parameters(model)["total"],
+        macs=count_macs(model, example, mode="tensor")["total"],
+        ort_latency_ms=measure_latency(lambda: runner.run(batch), 20, runs)["median_ms"],
+        metrics=evaluate(runner, samples, build_metric(cfg, metainfo, "test")),
+        onnx=str(int8.onnx_path),
     )
 
 

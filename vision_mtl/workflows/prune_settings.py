@@ -42,6 +42,7 @@ _MINIMUMS = {
     "grad_batches": (1, ""),
     "val_batches": (1, ""),
     "latency_runs": (1, ""),
+    "calib_samples": (1, ""),
     "round_to": (0, " (0: exact channel counts)"),
 }
 
@@ -70,6 +71,8 @@ class PruneSettings:
     round_to: int = 16
     latency_runs: int = 100
     shape: tuple[int, int] | None = None
+    quantize: bool = False
+    calib_samples: int = 64
 
     @property
     def greedy(self) -> bool:

@@ -6,7 +6,7 @@ EXPORT is the export directory, its ``.onnx`` file or its sidecar. Calibrates ON
 static QDQ quantizer (symmetric INT8, per-channel weights: what TensorRT builds) on images of the
 config's training set, checks the INT8 graph for TensorRT, scores fp32 and INT8 on the config's
 test set with ONNX Runtime, and prints every metric, their difference, Δm of INT8 against fp32
-and both latencies (batch 1, median after warm-up).
+and both latencies (batch 1, median after warm-up, the two models interleaved run by run).
 
 Everything is checked before quantizing (the config's tasks, class counts and evaluator against
 the export's, every calibration and test image against the canvas, the counts at parsing), and

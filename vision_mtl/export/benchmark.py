@@ -20,7 +20,7 @@ import torch
 from vision_mtl.complexity import count_macs
 from vision_mtl.export import OrtRunner, load_deployment
 from vision_mtl.export.parity import load_samples, sample_image
-from vision_mtl.export.timing import measure_latency
+from vision_mtl.export.timing import measure_interleaved, measure_latency
 from vision_mtl.export.verified import export_verified, quantize_verified
 
 __all__ = [
@@ -98,18 +98,17 @@ def _time_backends(model, directory: Path, canvas, batch_size: int, threads, war
     if int8_sidecar.is_file():
         int8 = load_deployment(int8_sidecar)
         runners["onnxruntime_int8"] = OrtRunner(int8, providers=providers, threads=threads)
-    results = {}
-    for name, runner in runners.items():
-        if runner is None:
-            with torch.inference_mode():
-                fn = lambda: model(tensor, mode="tensor")  # noqa: E731
-                timing = measure_latency(fn, warmup, runs)
-        else:
-            timing = measure_latency(lambda r=runner: r.run(batch), warmup, runs)
+
+    def eager() -> None:
+        with torch.inference_mode():
+            model(tensor, mode="tensor")
+
+    fns = {n: eager if r is None else (lambda r=r: r.run(batch)) for n, r in runners.items()}
+    results = measure_interleaved(fns, warmup, runs)  # load changes hit every backend alike
+    for timing in results.values():
         seconds = timing["median_ms"] / 1e3
         timing["images_per_s"] = batch_size / seconds
         timing["gflops"] = 2 * macs / seconds / 1e9
-        results[name] = timing
     return batch, macs, results
 
 

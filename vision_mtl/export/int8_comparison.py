@@ -18,7 +18,7 @@ from mmengine.config import Config
 from vision_mtl.evaluation.multitask import compute_delta_m, primary_metrics
 from vision_mtl.export import Deployment, DeploymentError, OrtRunner
 from vision_mtl.export.parity import build_metric, load_samples, sample_image, score
-from vision_mtl.export.timing import measure_latency
+from vision_mtl.export.timing import measure_interleaved
 from vision_mtl.export.verified import quantize_verified
 
 __all__ = [
@@ -171,10 +171,8 @@ def compare_int8(
             raise Int8ComparisonError(str(err)) from None
         measured.update(metrics=metrics, delta=compute_delta_m(metrics["int8"], baselines))
         batch, _ = fp32.preprocess([sample_image(samples[0])])
-        measured["latency"] = {
-            name: measure_latency(lambda r=r: r.run(batch), warmup, runs)
-            for name, r in runners.items()
-        }
+        fns = {name: lambda r=r: r.run(batch) for name, r in runners.items()}
+        measured["latency"] = measure_interleaved(fns, warmup, runs)
 
     int8 = quantize_verified(
         fp32, [sample_image(s) for s in calibration], method, before_publish=measure

@@ -5,7 +5,8 @@
 
 EXPORT_DIR is what ``tools/export.py`` wrote (``model.onnx``, ``model.json`` and
 ``model_reference.npz``), optionally with ``tools/quantize.py``'s ``model_int8.onnx`` and
-``model_int8.json``. On the device it:
+``model_int8.json``; or what ``tools/qat.py`` wrote (``qat/``: the Q/DQ graph as ``model.onnx``,
+checked as INT8 only). On the device it:
 
 1. builds an FP16 engine from the fp32 graph and, if the INT8 pair is there, an INT8 engine from
    its Q/DQ graph with FP16 enabled for the layers left in fp32 (``deploy/build_engine.py``);
@@ -223,7 +224,10 @@ class Plan:
 
     @property
     def precisions(self) -> tuple[str, ...]:
-        """The engines to build: FP16, and INT8 when the export has its INT8 pair."""
+        """The engines to build: FP16, and INT8 when the export has its INT8 pair; INT8 only
+        for a quantization-aware export, whose graph is Q/DQ itself."""
+        if self.int8 is self.fp32:
+            return PRECISIONS[1:]
         return PRECISIONS if self.int8 is not None else PRECISIONS[:1]
 
     def engine_path(self, precision: str) -> Path:
@@ -261,7 +265,10 @@ def check_inputs(args: argparse.Namespace) -> Plan:
         reference = load_reference(fp32)
         int8 = None
         int8_sidecar = export / f"{args.name}_int8.json"
-        if int8_sidecar.is_file():
+        if isinstance(fp32.sidecar.get("quantization"), dict):  # tools/qat.py's Q/DQ graph
+            int8 = fp32
+            notes.append(f"{str(fp32.onnx_path)!r} is a Q/DQ graph: INT8 engine only")
+        elif int8_sidecar.is_file():
             int8 = load_deployment(int8_sidecar)
             _check_int8(int8, fp32)
         else:

@@ -4,12 +4,13 @@ and exports as a Q/DQ graph that passes the TensorRT check and ONNX Runtime pari
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import load_tool
+from conftest import ROOT, load_tool
 from onnx import numpy_helper
 from test_pruning import tiny_config_and_checkpoint
 from test_reparam import _settled
@@ -181,6 +182,21 @@ def test_qat_exports_a_qdq_graph_that_passes_the_checks(tiny_qat):
         expected = tuned(torch.from_numpy(image), mode="tensor")
     for task, value in expected.items():
         assert np.abs(outputs[task] - value.numpy()).max() <= 1e-3, task
+
+
+def test_the_qat_graph_is_marked_quantized_and_self_checked_as_int8(tiny_qat, tmp_path):
+    _, _, out, _ = tiny_qat
+    deployment = load_deployment(out / "qat" / "model.json")
+    section = deployment.sidecar["quantization"]
+    assert section["format"] == "QDQ" and section["source"].startswith("quantization-aware")
+    assert section["calibration"] == dict(method="percentile", samples=4, split="train")
+    sys.path.insert(0, str(ROOT / "deploy"))
+    try:
+        import self_check
+    finally:
+        sys.path.remove(str(ROOT / "deploy"))
+    args = self_check.parse_args([str(out / "qat"), "--out", str(tmp_path / "check")])
+    assert self_check.check_inputs(args).precisions == ("int8",)
 
 
 def test_the_report_scores_fp32_ptq_and_qat(tiny_qat):

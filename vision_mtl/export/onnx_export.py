@@ -262,6 +262,15 @@ def attach_reference(exported: Exported, images: list[np.ndarray], split: str = 
     return Exported(exported.onnx_path, exported.sidecar_path, sidecar, [*exported.extra, path])
 
 
+def add_sidecar_section(exported: Exported, key: str, section: dict) -> Exported:
+    """The staged pair with ``section`` added to its sidecar under ``key``, sealed again."""
+    if key in exported.sidecar:
+        raise ValueError(f"the sidecar already has a {key!r} section")
+    sidecar = seal_sidecar({**exported.sidecar, key: section})
+    exported.sidecar_path.write_bytes(sidecar_bytes(sidecar))
+    return Exported(exported.onnx_path, exported.sidecar_path, sidecar, list(exported.extra))
+
+
 def publish(exported: Exported, out_dir: str | os.PathLike) -> tuple[Path, Path]:
     """Move a checked pair into ``out_dir``: the ONNX file, its extra files, then the sidecar.
 

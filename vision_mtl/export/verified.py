@@ -15,10 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import onnx
 from torch import nn
 
 from vision_mtl.export.onnx_export import (
     Exported,
+    add_sidecar_section,
     attach_reference,
     check_export_name,
     export_onnx,
@@ -26,7 +28,7 @@ from vision_mtl.export.onnx_export import (
     staging_dir,
 )
 from vision_mtl.export.parity import ParityReport, check_parity, load_samples, sample_image
-from vision_mtl.export.quantize import quantize_int8, write_int8_sidecar
+from vision_mtl.export.quantize import quantize_int8, unquantized_nodes, write_int8_sidecar
 from vision_mtl.export.reparam import FoldError, check_folded, fold_branches
 from vision_mtl.export.runtime import Deployment, load_deployment
 from vision_mtl.export.tensorrt_check import check_graph, format_problems
@@ -64,12 +66,16 @@ def export_verified(
     trt_versions: Sequence[str] = TRT_VERSIONS,
     parity_samples: int = 8,
     atol: float = 1e-4,
+    quantization: dict | None = None,
 ) -> VerifiedExport:
     """Export ``model``, check it for TensorRT and against PyTorch, then publish to ``out_dir``.
 
     A backbone with multi-branch blocks (MobileOne, RepViT, FastViT, RepGhost) is exported
     folded (:mod:`vision_mtl.export.reparam`), after the folded copy is shown to match the
     multi-branch model within ``atol``.
+
+    ``quantization`` describes a quantization-aware model's Q/DQ graph; it becomes the
+    sidecar's ``quantization`` section, as for a post-training INT8 pair.
 
     Besides the graph and its sidecar, ``<name>_reference.npz`` holds the first
     ``min(parity_samples, REFERENCE_SAMPLES)`` parity images, preprocessed, for checks on the
@@ -109,6 +115,11 @@ def export_verified(
             raise ExportCheckError("ONNX parity failed:\n  " + "\n  ".join(report.failures))
         samples, _ = load_samples(model.cfg, "val", min(parity_samples, REFERENCE_SAMPLES))
         exported = attach_reference(exported, [sample_image(s) for s in samples])
+        if quantization is not None:
+            section = dict(
+                quantization, fp32_nodes=unquantized_nodes(onnx.load(exported.onnx_path))
+            )
+            exported = add_sidecar_section(exported, "quantization", section)
         _, sidecar_path = publish(exported, out_dir)
     finally:
         shutil.rmtree(stage, ignore_errors=True)

@@ -165,8 +165,22 @@ def qat_workflow(
     quantized.cfg, quantized.dataset_meta = model.cfg, getattr(model, "dataset_meta", None)
 
     # 3. the Q/DQ graph, through the same checks as every export
+    section = dict(
+        format="QDQ",
+        source="quantization-aware training (tools/qat.py)",
+        weights="int8 symmetric per-channel",
+        activations="int8 symmetric per-tensor",
+        calibration=dict(method=settings.method, samples=len(images), split="train"),
+        iters=settings.iters,
+        lr_scale=settings.lr_scale,
+    )
     qat = export_verified(
-        quantized, out / "qat", canvas, parity_samples=settings.parity_samples, atol=settings.atol
+        quantized,
+        out / "qat",
+        canvas,
+        parity_samples=settings.parity_samples,
+        atol=settings.atol,
+        quantization=section,
     ).deployment
 
     # 4. score and time all three with ONNX Runtime

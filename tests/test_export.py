@@ -224,6 +224,9 @@ def test_quantize_writes_a_symmetric_graph_tensorrt_accepts(exported, tmp_path):
     assert sum(n.op_type == "QuantizeLinear" for n in graph.graph.node) > 10
     deployment = load_deployment(int8)
     assert deployment.sidecar["quantization"]["activations"] == "int8 symmetric per-tensor"
+    # every head's last convolution stays fp32, though its output is cast and upsampled after
+    kept = deployment.sidecar["quantization"]["fp32_nodes"]
+    assert {n.split("/")[2] for n in kept if n.endswith("/predict/Conv")} == set(deployment.tasks)
     assert set(report["latency"]) == {"fp32", "int8"}
     assert "multitask/delta_m" in report["delta"]
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no staging left

@@ -67,23 +67,44 @@ class ImageReader(CalibrationDataReader):
         self.position = 0
 
 
+#: operators that pass a tensor on without arithmetic that would change its need for precision
+PASS_THROUGH = frozenset(
+    "Cast Flatten Identity Reshape Resize Slice Squeeze Transpose Unsqueeze Upsample".split()
+)
+
+
+def output_writers(model: onnx.ModelProto) -> set[str]:
+    """The quantizable nodes whose result reaches a graph output through pass-through
+    operators only (a head's last convolution, then its cast to fp32 and its upsampling)."""
+    producers = {o: n for n in model.graph.node for o in n.output}
+    writers = set()
+    for output in model.graph.output:
+        node = producers.get(output.name)
+        while node is not None and node.op_type in PASS_THROUGH and node.input:
+            node = producers.get(node.input[0])
+        if node is not None and node.op_type in QUANTIZED_OPS:
+            writers.add(node.name)
+    return writers
+
+
 def fp32_nodes(model: onnx.ModelProto) -> list[str]:
     """The quantizable nodes kept in fp32 by default, by name.
 
-    * nodes that write a graph output (the task predictions: metres, normal components);
+    * the nodes that write a task output (:func:`output_writers`: the predictions in metres,
+      normal components, logits), whether or not they are upsampled to the canvas after;
     * products of two activations (MatMul without a constant operand: attention's Q·Kᵀ and
       A·V, linear attention's Kᵀ·V): their ranges depend on the input, and one per-tensor scale
       calibrated over a few images rounds them badly (4–8 dB SQNR measured on EfficientViT's
       linear attention, against about 30 dB for convolutions).
     """
-    outputs = {o.name for o in model.graph.output}
+    writers = output_writers(model)
     constants = {i.name for i in model.graph.initializer}
     constants |= {o for n in model.graph.node if n.op_type == "Constant" for o in n.output}
     keep = []
     for node in model.graph.node:
         if node.op_type not in QUANTIZED_OPS:
             continue
-        writes_output = any(o in outputs for o in node.output)
+        writes_output = node.name in writers
         activation_product = node.op_type == "MatMul" and not any(
             i in constants for i in node.input
         )

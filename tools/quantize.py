@@ -1,9 +1,12 @@
 """INT8-quantize an exported model and measure what it costs: metrics and latency vs fp32.
 
-``python tools/quantize.py CONFIG EXPORT [--calib-samples 64] [--method percentile]``
+``python tools/quantize.py CONFIG EXPORT [--calib-samples 64] [--quantizer ort|modelopt]
+[--method percentile|minmax|entropy]``
 
 EXPORT is the export directory, its ``.onnx`` file or its sidecar. Calibrates ONNX Runtime's
-static QDQ quantizer (symmetric INT8, per-channel weights: what TensorRT builds) on images of the
+static QDQ quantizer (symmetric INT8, per-channel weights: what TensorRT builds; or, with
+``--quantizer modelopt``, NVIDIA Model Optimizer's ONNX quantizer, whose Q/DQ placement follows
+TensorRT's fusion rules — ``pip install -e ".[modelopt]"``) on images of the
 config's training set, checks the INT8 graph for TensorRT, scores fp32 and INT8 on the config's
 test set with ONNX Runtime, and prints every metric, their difference, Δm of INT8 against fp32
 and both latencies (batch 1, median after warm-up, the two models interleaved run by run).
@@ -29,9 +32,8 @@ from vision_mtl.export.int8_comparison import (
     compare_int8,
     format_int8_comparison,
 )
-from vision_mtl.export.quantize import METHODS
 from vision_mtl.export.validate import int_at_least
-from vision_mtl.export.verified import ExportCheckError
+from vision_mtl.export.verified import QUANTIZERS, ExportCheckError
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -42,7 +44,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--eval-samples", type=int_at_least(1), default=None, help="default: whole test set"
     )
-    parser.add_argument("--method", choices=sorted(METHODS), default="percentile")
+    parser.add_argument(
+        "--quantizer",
+        choices=sorted(QUANTIZERS),
+        default="ort",
+        help="ort: ONNX Runtime's (fused integer kernels on the CPU too); modelopt: NVIDIA "
+        "Model Optimizer's (Q/DQ on inputs only, as TensorRT fuses them)",
+    )
+    parser.add_argument(
+        "--method",
+        choices=sorted({m for methods, _ in QUANTIZERS.values() for m in methods}),
+        default=None,
+        help="calibration (default: percentile for ort, entropy for modelopt)",
+    )
     parser.add_argument("--runs", type=int_at_least(1), default=50, help="timed runs per model")
     parser.add_argument("--warmup", type=int_at_least(0), default=10)
     parser.add_argument(
@@ -69,6 +83,7 @@ def main(argv: list[str] | None = None) -> dict:
             threads=args.threads,
             warmup=args.warmup,
             runs=args.runs,
+            quantizer=args.quantizer,
         )
     except (Int8ComparisonError, ExportCheckError, DeploymentError) as err:
         raise SystemExit(str(err)) from None

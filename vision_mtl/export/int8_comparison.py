@@ -19,7 +19,7 @@ from vision_mtl.evaluation.multitask import compute_delta_m, primary_metrics
 from vision_mtl.export import Deployment, DeploymentError, OrtRunner
 from vision_mtl.export.parity import build_metric, load_samples, sample_image, score
 from vision_mtl.export.timing import measure_interleaved
-from vision_mtl.export.verified import quantize_verified
+from vision_mtl.export.verified import check_quantizer, quantize_verified
 
 __all__ = [
     "Int8Comparison",
@@ -123,10 +123,11 @@ def compare_int8(
     fp32: Deployment,
     calib_samples: int = 64,
     eval_samples: int | None = None,
-    method: str = "percentile",
+    method: str | None = None,
     threads: int | None = None,
     warmup: int = 10,
     runs: int = 50,
+    quantizer: str = "ort",
 ) -> Int8Comparison:
     """Quantize ``fp32``, score both on the config's test set and time both; publish INT8 last.
 
@@ -135,10 +136,12 @@ def compare_int8(
         fp32: the exported fp32 model.
         calib_samples: training images calibrating the quantizer.
         eval_samples: test images scored (``None``: the whole test set).
-        method: the calibration method (:data:`vision_mtl.export.quantize.METHODS`).
+        method: the calibration method (``None``: the quantizer's default;
+            :data:`vision_mtl.export.verified.QUANTIZERS`).
         threads: ONNX Runtime threads (``None``: its default).
         warmup: untimed runs before each latency measurement (batch 1).
         runs: timed runs per model.
+        quantizer: ``ort`` or ``modelopt`` (:func:`~vision_mtl.export.verified.quantize_verified`).
 
     Returns:
         the report (``onnx``, ``metrics`` of both, ``delta`` of INT8 against fp32, ``latency``,
@@ -149,6 +152,10 @@ def compare_int8(
         ExportCheckError: the INT8 graph would not build in TensorRT.
         DeploymentError: the fp32 model cannot be loaded by ONNX Runtime.
     """
+    try:
+        method = check_quantizer(quantizer, method)
+    except (ValueError, ImportError) as err:
+        raise Int8ComparisonError(str(err)) from None
     check_model_tasks(cfg, config, fp32)
     samples, metainfo = checked_samples(cfg, config, fp32, "test", eval_samples or 10**9)
     check_evaluated_tasks(build_metric(cfg, metainfo, "test"), config, fp32)
@@ -175,7 +182,11 @@ def compare_int8(
         measured["latency"] = measure_interleaved(fns, warmup, runs)
 
     int8 = quantize_verified(
-        fp32, [sample_image(s) for s in calibration], method, before_publish=measure
+        fp32,
+        [sample_image(s) for s in calibration],
+        method,
+        before_publish=measure,
+        quantizer=quantizer,
     )
     latency = measured["latency"]
     report = dict(
@@ -186,6 +197,7 @@ def compare_int8(
         latency_ratio=latency["int8"]["median_ms"] / latency["fp32"]["median_ms"],
         eval_samples=len(samples),
         calibration=int8.sidecar["quantization"]["calibration"],
+        quantizer=quantizer,
     )
     return Int8Comparison(report, int8)
 

@@ -18,6 +18,8 @@ import numpy as np
 import onnx
 from torch import nn
 
+from vision_mtl.export.modelopt_quantize import METHODS as MODELOPT_METHODS
+from vision_mtl.export.modelopt_quantize import import_modelopt_quantize, quantize_int8_modelopt
 from vision_mtl.export.onnx_export import (
     Exported,
     add_sidecar_section,
@@ -28,12 +30,38 @@ from vision_mtl.export.onnx_export import (
     staging_dir,
 )
 from vision_mtl.export.parity import ParityReport, check_parity, load_samples, sample_image
+from vision_mtl.export.quantize import METHODS as QUANTIZE_METHODS
 from vision_mtl.export.quantize import quantize_int8, unquantized_nodes, write_int8_sidecar
 from vision_mtl.export.reparam import FoldError, check_folded, fold_branches
 from vision_mtl.export.runtime import Deployment, load_deployment
 from vision_mtl.export.tensorrt_check import check_graph, format_problems
 
 TRT_VERSIONS = ("8.6", "10.3")
+#: the INT8 quantizers: name → (calibration methods, default method)
+QUANTIZERS = {
+    "ort": (tuple(QUANTIZE_METHODS), "percentile"),
+    "modelopt": (tuple(MODELOPT_METHODS), "entropy"),
+}
+
+
+def check_quantizer(quantizer: str, method: str | None) -> str:
+    """The calibration method to use; a ValueError naming the quantizer or method if unknown,
+    an ImportError with the install command if the quantizer's package is missing."""
+    if quantizer not in QUANTIZERS:
+        raise ValueError(f"quantizer {quantizer!r} is not one of {sorted(QUANTIZERS)}")
+    if quantizer == "modelopt":
+        import_modelopt_quantize()  # missing: an ImportError saying how to install it, now
+    methods, default = QUANTIZERS[quantizer]
+    if method is None:
+        return default
+    if method not in methods:
+        raise ValueError(
+            f"calibration method {method!r} is not one of the {quantizer} quantizer's "
+            f"{sorted(methods)}"
+        )
+    return method
+
+
 #: most parity images kept as the export's reference inputs (each is 3×H×W float32 in the file)
 REFERENCE_SAMPLES = 4
 
@@ -135,33 +163,45 @@ def export_verified(
 def quantize_verified(
     fp32: Deployment,
     images: list[np.ndarray],
-    method: str = "percentile",
+    method: str | None = None,
     trt_versions: Sequence[str] = TRT_VERSIONS,
     before_publish: Callable[[Deployment], None] | None = None,
+    quantizer: str = "ort",
 ) -> Deployment:
     """Write ``<stem>_int8.onnx`` and its sidecar beside ``fp32`` once the TensorRT check passes.
 
     Args:
         fp32: the exported fp32 model.
         images: calibration images.
-        method: see :func:`~vision_mtl.export.quantize.quantize_int8`.
+        method: the calibration method (:data:`QUANTIZERS`; ``None``: the quantizer's default).
         trt_versions: TensorRT versions the INT8 graph must build in.
         before_publish: called with the staged INT8 deployment after the checks and before it
             is published (e.g. to evaluate it); if it raises, nothing is published.
+        quantizer: ``ort`` (ONNX Runtime's static quantizer: Q/DQ on the inputs and outputs
+            of every convolution, which ONNX Runtime's CPU kernels fuse into integer
+            convolutions; the default) or ``modelopt`` (NVIDIA Model Optimizer's: Q/DQ on
+            inputs only, as TensorRT fuses them; fewer roundings, but fp32 convolutions on
+            ONNX Runtime's CPU; :mod:`vision_mtl.export.modelopt_quantize`).
 
     Raises:
         ExportCheckError: the INT8 graph would not build in a TensorRT version.
+        ValueError: an unknown quantizer, or a method that quantizer does not have.
     """
+    method = check_quantizer(quantizer, method)
     directory = fp32.onnx_path.parent
     stage = staging_dir(directory)
     try:
-        staged = quantize_int8(fp32, images, stage / f"{fp32.onnx_path.stem}_int8.onnx", method)
+        staged = stage / f"{fp32.onnx_path.stem}_int8.onnx"
+        if quantizer == "modelopt":
+            quantize_int8_modelopt(fp32, images, staged, method)
+        else:
+            quantize_int8(fp32, images, staged, method)
         problems = check_graph(str(staged), trt_versions)
         if problems:
             raise ExportCheckError(
                 f"the INT8 graph would not build in TensorRT:\n{format_problems(problems)}"
             )
-        sidecar = write_int8_sidecar(fp32, staged, method, len(images))
+        sidecar = write_int8_sidecar(fp32, staged, method, len(images), quantizer=quantizer)
         if before_publish is not None:
             before_publish(load_deployment(sidecar))
         _, sidecar_path = publish(Exported(staged, sidecar, {}), directory)

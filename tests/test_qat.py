@@ -19,6 +19,7 @@ from timm.layers import Conv2dSame
 from vision_mtl.apis import init_model
 from vision_mtl.compress import qat
 from vision_mtl.export import check_graph
+from vision_mtl.export.parity import check_parity
 from vision_mtl.export.runtime import OrtRunner, load_deployment
 
 
@@ -197,6 +198,27 @@ def test_the_qat_graph_is_marked_quantized_and_self_checked_as_int8(tiny_qat, tm
         sys.path.remove(str(ROOT / "deploy"))
     args = self_check.parse_args([str(out / "qat"), "--out", str(tmp_path / "check")])
     assert self_check.check_inputs(args).precisions == ("int8",)
+    # tools/export.py on a QAT checkpoint writes the same kind of graph, checked the same way
+    config = out.parent / "tiny.py"
+    load_tool("export").main(
+        [str(config), str(out / "work" / "iter_2.pth"), "--out", str(tmp_path / "export")]
+        + ["--parity-samples", "2"]
+    )
+    again = load_deployment(tmp_path / "export" / "model.json")
+    assert again.sidecar["quantization"]["quantizer"] == "qat"
+    assert again.sidecar["onnx_sha256"] == deployment.sidecar["onnx_sha256"]
+
+
+def test_quantized_parity_tells_a_rounding_flip_from_a_wrong_graph(tiny_qat):
+    config, _, out, _ = tiny_qat
+    tuned = init_model(config, out / "work" / "iter_2.pth", device="cpu")
+    deployment = load_deployment(out / "qat" / "model.json")
+    assert check_parity(tuned, deployment, tuned.cfg, 2, 0.05, quantized=True).ok
+    for module in tuned.modules():  # every input scale 4x: not the graph that was exported
+        if isinstance(module, qat._Quantized):
+            module.input_scale.mul_(4)
+    report = check_parity(tuned, deployment, tuned.cfg, 2, 0.05, quantized=True)
+    assert any("of the output range" in f for f in report.failures)
 
 
 def test_the_report_scores_fp32_ptq_and_qat(tiny_qat):
@@ -212,7 +234,7 @@ def test_the_report_scores_fp32_ptq_and_qat(tiny_qat):
     "extra,message",
     [
         (["--lr-scale", "0"], r"--lr-scale must be > 0"),
-        (["--atol", "-1"], r"--atol must be > 0"),
+        (["--parity-rtol", "1"], r"--parity-rtol must be in \(0, 1\), got 1.0"),
         (
             ["--cfg-options", "optim_wrapper.optimizer.lr=None"],
             r"optimizer.lr, which is None, not a positive number",

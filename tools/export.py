@@ -3,12 +3,17 @@
 ``python tools/export.py CONFIG CHECKPOINT --out DIR [--shape H W] [--dynamic N] [--opset 17]
 [--simplify]``
 
-Writes ``DIR/model.onnx`` (one file; input ``image``, one output per task) and ``DIR/model.json``
-(the sidecar runtimes read). Before anything is written to DIR, the graph must pass:
+Writes ``DIR/model.onnx`` (one file; input ``image``, one output per task), ``DIR/model.json``
+(the sidecar runtimes read) and ``DIR/model_reference.npz`` (the first parity images,
+preprocessed, for the device self-check). Before anything is written to DIR, the graph must pass:
 
 1. the TensorRT compatibility check (every node, resize modes, dynamic axes; 8.6 and 10.3);
 2. parity: ONNX Runtime against PyTorch on ``--parity-samples`` validation images, every task's
    raw outputs within ``--atol`` and equal validation metrics.
+
+A quantization-aware checkpoint (``tools/qat.py``) exports as its Q/DQ graph, its sidecar marked
+quantized, and parity compares it as a quantized graph (``--atol`` a fraction of each output's
+range, 0.05 by default; metrics within 0.5 points of Δm).
 
 A failed check exits non-zero naming the node or task and leaves DIR without a new file. Bad
 arguments (``--parity-samples 0``, ``--dynamic 0``, a negative ``--atol``, a ``--name`` with a
@@ -75,7 +80,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=8,
         help="validation images compared with PyTorch (at least 1)",
     )
-    parser.add_argument("--atol", type=_tolerance, default=1e-4)
+    parser.add_argument(
+        "--atol",
+        type=_tolerance,
+        default=None,
+        help="parity tolerance: 1e-4 by default; for a QAT checkpoint's Q/DQ graph a fraction of "
+        "each output's range, 0.05 by default (docs/deploy.md)",
+    )
     parser.add_argument("--name", type=_stem, default="model", help="file stem")
     parser.add_argument(
         "--simplify", action="store_true", help="fold constants and drop redundant nodes"
@@ -92,6 +103,8 @@ def main(argv: list[str] | None = None) -> dict:
     except InputSizeError as err:
         raise SystemExit(str(err)) from None
     model = init_model(cfg, args.checkpoint, device="cpu")
+    if args.atol is None:
+        args.atol = 1e-4 if model.qat_record is None else 0.05
     try:
         result = export_verified(
             model,

@@ -178,7 +178,12 @@ def quantize_int8(
 
 
 def write_int8_sidecar(
-    fp32: Deployment, int8_path: Path, method: str, samples: int, split: str = "train"
+    fp32: Deployment,
+    int8_path: Path,
+    method: str,
+    samples: int,
+    split: str = "train",
+    quantizer: str = "ort",
 ) -> Path:
     """The fp32 sidecar for ``int8_path``, plus how it was quantized; sealed, written atomically."""
     from vision_mtl.utils import atomic_write_bytes
@@ -187,6 +192,7 @@ def write_int8_sidecar(
     sidecar.pop(DIGEST_KEY, None)  # the fp32 digest; sidecar_bytes seals the new content
     sidecar["quantization"] = dict(
         format="QDQ",
+        quantizer=quantizer,
         weights="int8 symmetric per-channel",
         activations="int8 symmetric per-tensor",
         fp32_nodes=unquantized_nodes(onnx.load(str(int8_path))),

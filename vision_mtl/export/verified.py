@@ -102,8 +102,11 @@ def export_verified(
     folded (:mod:`vision_mtl.export.reparam`), after the folded copy is shown to match the
     multi-branch model within ``atol``.
 
-    ``quantization`` describes a quantization-aware model's Q/DQ graph; it becomes the
-    sidecar's ``quantization`` section, as for a post-training INT8 pair.
+    ``quantization`` describes a quantization-aware model's Q/DQ graph (by default, for a
+    model with a QAT record, :func:`qat_section`); it becomes the
+    sidecar's ``quantization`` section, as for a post-training INT8 pair, and parity compares
+    as for a quantized graph (``atol`` a fraction of each output's range, metrics by Δm;
+    :func:`~vision_mtl.export.parity.check_parity`).
 
     Besides the graph and its sidecar, ``<name>_reference.npz`` holds the first
     ``min(parity_samples, REFERENCE_SAMPLES)`` parity images, preprocessed, for checks on the
@@ -115,6 +118,8 @@ def export_verified(
         ValueError: ``parity_samples`` is below 1 or ``name`` is not a plain file stem (before
             any work).
     """
+    if quantization is None and getattr(model, "qat_record", None) is not None:
+        quantization = qat_section(model.qat_record)
     if not isinstance(parity_samples, int) or parity_samples < 1:
         raise ValueError(f"parity_samples must be an integer >= 1, got {parity_samples!r}")
     check_export_name(name)
@@ -137,7 +142,12 @@ def export_verified(
                 + format_problems(problems)
             )
         report = check_parity(
-            model, load_deployment(exported.sidecar_path), model.cfg, parity_samples, atol
+            model,
+            load_deployment(exported.sidecar_path),
+            model.cfg,
+            parity_samples,
+            atol,
+            quantized=quantization is not None,
         )
         if not report.ok:
             raise ExportCheckError("ONNX parity failed:\n  " + "\n  ".join(report.failures))
@@ -157,6 +167,19 @@ def export_verified(
         exported.sidecar["simplified"],
         folded_blocks=blocks,
         fold_difference=fold_difference,
+    )
+
+
+def qat_section(record: dict, **extra) -> dict:
+    """The sidecar's ``quantization`` section for a quantization-aware model's Q/DQ graph."""
+    return dict(
+        format="QDQ",
+        quantizer="qat",
+        source="quantization-aware training (tools/qat.py)",
+        weights=record["weights"],
+        activations=record["activations"],
+        calibration=dict(method=record["method"], split="train"),
+        **extra,
     )
 
 

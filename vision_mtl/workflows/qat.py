@@ -19,7 +19,9 @@ The steps, each written only into ``out``:
    at ``lr_scale`` times its learning rate (``work/``; its checkpoints carry the QAT record, so
    ``tools/test.py`` and ``tools/export.py`` rebuild the quantized model from them);
 3. the fine-tuned model is exported as a Q/DQ graph (``qat/model.onnx``) through the same
-   TensorRT check and ONNX Runtime parity as every export;
+   TensorRT check and ONNX Runtime parity as every export, compared as a quantized graph
+   (outputs within ``parity_rtol`` of their range, metrics within 0.5 points of Δm:
+   :func:`vision_mtl.export.parity.check_parity`);
 4. fp32, post-training INT8 and QAT INT8 are scored with ONNX Runtime on the test set and timed
    interleaved; ``qat_report.json`` holds every metric, Δm of each INT8 model against fp32 and
    the latencies.
@@ -44,7 +46,7 @@ from vision_mtl.export import OrtRunner
 from vision_mtl.export.int8_comparison import check_model_tasks, checked_samples, evaluate
 from vision_mtl.export.parity import build_metric, sample_image
 from vision_mtl.export.timing import measure_interleaved
-from vision_mtl.export.verified import export_verified, quantize_verified
+from vision_mtl.export.verified import export_verified, qat_section, quantize_verified
 from vision_mtl.input_size import config_input_size
 from vision_mtl.utils import write_json
 from vision_mtl.workflows.pruning_steps import (
@@ -71,7 +73,7 @@ class QatSettings:
     eval_samples: int | None = None
     shape: tuple[int, int] | None = None
     parity_samples: int = 8
-    atol: float = 1e-3
+    parity_rtol: float = 0.05
     threads: int | None = None
     runs: int = 50
 
@@ -86,8 +88,8 @@ def check_settings(settings: QatSettings) -> Path:
         raise QatSettingsError("--eval-samples must be >= 1")
     if not settings.lr_scale > 0:
         raise QatSettingsError(f"--lr-scale must be > 0, got {settings.lr_scale!r}")
-    if not settings.atol > 0:
-        raise QatSettingsError(f"--atol must be > 0, got {settings.atol!r}")
+    if not 0 < settings.parity_rtol < 1:
+        raise QatSettingsError(f"--parity-rtol must be in (0, 1), got {settings.parity_rtol!r}")
     if settings.method not in METHODS:
         raise QatSettingsError(f"--method {settings.method!r} is not one of {list(METHODS)}")
     out = Path(settings.out)
@@ -165,21 +167,14 @@ def qat_workflow(
     quantized.cfg, quantized.dataset_meta = model.cfg, getattr(model, "dataset_meta", None)
 
     # 3. the Q/DQ graph, through the same checks as every export
-    section = dict(
-        format="QDQ",
-        source="quantization-aware training (tools/qat.py)",
-        weights="int8 symmetric per-channel",
-        activations="int8 symmetric per-tensor",
-        calibration=dict(method=settings.method, samples=len(images), split="train"),
-        iters=settings.iters,
-        lr_scale=settings.lr_scale,
-    )
+    section = qat_section(record, iters=settings.iters, lr_scale=settings.lr_scale)
+    section["calibration"]["samples"] = len(images)
     qat = export_verified(
         quantized,
         out / "qat",
         canvas,
         parity_samples=settings.parity_samples,
-        atol=settings.atol,
+        atol=settings.parity_rtol,
         quantization=section,
     ).deployment
 

@@ -35,9 +35,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from vision_mtl.export.quantize import fp32_nodes
+from vision_mtl.export.quantize import check_calibration, fp32_nodes
 from vision_mtl.export.runtime import Deployment
-from vision_mtl.export.validate import load_onnx
 
 #: our method names → ModelOpt's (it has no percentile calibration)
 METHODS = {"minmax": "max", "entropy": "entropy"}
@@ -202,11 +201,7 @@ def quantize_int8_modelopt(
             f"calibration method {method!r} is not one of {sorted(METHODS)} "
             "(ModelOpt's quantizer has no percentile calibration)"
         )
-    if not images:
-        raise ValueError("quantization needs at least one calibration image")
-    original = load_onnx(deployment.onnx_path)  # one clear error for a truncated file
-    for i, image in enumerate(images):
-        deployment.check_image(image, f"calibration image {i}")
+    original = check_calibration(deployment, images)
     quantize = import_modelopt_quantize()
     from onnxruntime.quantization.shape_inference import quant_pre_process
 

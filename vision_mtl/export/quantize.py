@@ -113,6 +113,17 @@ def fp32_nodes(model: onnx.ModelProto) -> list[str]:
     return keep
 
 
+def check_calibration(deployment: Deployment, images: list[np.ndarray]) -> onnx.ModelProto:
+    """Refuse an empty image list, a truncated fp32 graph or an image that does not fit the
+    canvas, before a quantizer runs; returns the fp32 graph."""
+    if not images:
+        raise ValueError("quantization needs at least one calibration image")
+    model = load_onnx(deployment.onnx_path)  # one clear error for a truncated file
+    for i, image in enumerate(images):
+        deployment.check_image(image, f"calibration image {i}")
+    return model
+
+
 def quantize_int8(
     deployment: Deployment,
     images: list[np.ndarray],
@@ -138,11 +149,7 @@ def quantize_int8(
     """
     if method not in METHODS:
         raise ValueError(f"calibration method {method!r} is not one of {sorted(METHODS)}")
-    if not images:
-        raise ValueError("quantization needs at least one calibration image")
-    load_onnx(deployment.onnx_path)  # one clear error for a truncated file, not the quantizer's
-    for i, image in enumerate(images):
-        deployment.check_image(image, f"calibration image {i}")
+    check_calibration(deployment, images)
     out_path = Path(out_path)
     work = Path(tempfile.mkdtemp(prefix=".quantize-", dir=out_path.parent))
     try:

@@ -7,8 +7,9 @@ Exports the model (``tools/export.py``'s checks included) at the config's input 
 ``--shape H W`` (:mod:`vision_mtl.input_size`) and quantizes it (``tools/quantize.py``'s recipe,
 ``--calib-samples`` training images) into a temporary directory, unless ``--export DIR`` names
 an existing export (its ``model_int8.onnx`` is used if present). Each backend runs the same
-preprocessed batch at the export canvas, the backends interleaved run by run (a load change
-hits all alike): median and 90th-percentile latency after warm-up,
+preprocessed batch at the export canvas, the ONNX Runtime backends interleaved run by run (a
+load change hits fp32 and INT8 alike; PyTorch eager on its own, its spinning OpenMP threads
+would slow the next run): median and 90th-percentile latency after warm-up,
 throughput in images/s, and achieved GFLOP/s (2 × the model's MACs, counted by
 FlopCounterMode) as a fraction of this machine's fp32 matrix-multiply peak, measured here with
 torch on the same number of threads (:func:`vision_mtl.export.benchmark.benchmark_model`).

@@ -9,8 +9,10 @@ explicit-quantization pattern, the one NVIDIA's QAT tools use:
   tensor, calibrated once on training images (max or a percentile of ``|x|``) and then fixed;
 * their **weights**: INT8, symmetric, one scale per output channel, from the weights' current
   maximum (so it follows them during fine-tuning);
-* layers that write a task output stay fp32, as in post-training quantization
-  (:func:`vision_mtl.export.quantize.fp32_nodes`).
+* outputs are never quantized, so the task outputs stay fp32 (post-training quantization
+  keeps the heads' last layers fp32 instead, :func:`vision_mtl.export.quantize.fp32_nodes`);
+  a layer whose output *is* a task output, as returned (:func:`output_writers`), is left
+  unquantized altogether.
 
 Exported with the TorchScript exporter, each fake quantization becomes a
 QuantizeLinear/DequantizeLinear pair with these scales, so the exported graph computes what
@@ -226,7 +228,8 @@ def calibrate(
     batches = list(batches)
     if not batches:
         raise QatError("calibration needs at least one batch of images")
-    layers = {n: m for n, m in quantizable_layers(model).items() if n not in set(exclude)}
+    exclude = set(exclude)
+    layers = {n: m for n, m in quantizable_layers(model).items() if n not in exclude}
     model.eval()
     amax = {name: 0.0 for name in layers}
     histograms: dict[str, torch.Tensor] = {}

@@ -28,6 +28,7 @@ __all__ = [
     "check_model_tasks",
     "checked_samples",
     "compare_int8",
+    "score_and_time",
     "format_int8_comparison",
 ]
 
@@ -117,6 +118,41 @@ def checked_samples(cfg: Config, config: str, fp32: Deployment, split: str, coun
     return samples, metainfo
 
 
+def score_and_time(
+    runners: dict[str, OrtRunner],
+    samples: list[dict],
+    metainfo: dict,
+    cfg: Config,
+    config: str,
+    warmup: int,
+    runs: int,
+) -> dict:
+    """Every runner's test metrics, Δm of each other runner against ``runners['fp32']``, and
+    all their latencies on the first sample, timed interleaved run by run.
+
+    Raises:
+        Int8ComparisonError: the test evaluator does not report a task's primary metric.
+    """
+    metrics = {
+        name: evaluate(runner, samples, build_metric(cfg, metainfo, "test"))
+        for name, runner in runners.items()
+    }
+    fp32 = runners["fp32"].deployment
+    try:
+        baselines = primary_metrics(
+            metrics["fp32"], fp32.tasks, f"the test evaluator of {config!r}"
+        )
+    except ValueError as err:
+        raise Int8ComparisonError(str(err)) from None
+    batch, _ = fp32.preprocess([sample_image(samples[0])])
+    fns = {name: lambda r=r: r.run(batch) for name, r in runners.items()}
+    return dict(
+        metrics=metrics,
+        delta={n: compute_delta_m(metrics[n], baselines) for n in runners if n != "fp32"},
+        latency=measure_interleaved(fns, warmup, runs),
+    )
+
+
 def compare_int8(
     cfg: Config,
     config: str,
@@ -167,19 +203,7 @@ def compare_int8(
     def measure(int8_staged: Deployment) -> None:
         """Score and time fp32 and the staged INT8 model; runs before the INT8 files publish."""
         runners["int8"] = OrtRunner(int8_staged, providers=providers, threads=threads)
-        metrics = {
-            name: evaluate(runner, samples, build_metric(cfg, metainfo, "test"))
-            for name, runner in runners.items()
-        }
-        try:
-            source = f"the test evaluator of {config!r}"
-            baselines = primary_metrics(metrics["fp32"], fp32.tasks, source)
-        except ValueError as err:
-            raise Int8ComparisonError(str(err)) from None
-        measured.update(metrics=metrics, delta=compute_delta_m(metrics["int8"], baselines))
-        batch, _ = fp32.preprocess([sample_image(samples[0])])
-        fns = {name: lambda r=r: r.run(batch) for name, r in runners.items()}
-        measured["latency"] = measure_interleaved(fns, warmup, runs)
+        measured.update(score_and_time(runners, samples, metainfo, cfg, config, warmup, runs))
 
     int8 = quantize_verified(
         fp32,
@@ -192,7 +216,7 @@ def compare_int8(
     report = dict(
         onnx=str(int8.onnx_path),
         metrics=measured["metrics"],
-        delta=measured["delta"],
+        delta=measured["delta"]["int8"],
         latency=latency,
         latency_ratio=latency["int8"]["median_ms"] / latency["fp32"]["median_ms"],
         eval_samples=len(samples),

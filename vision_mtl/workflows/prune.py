@@ -152,13 +152,18 @@ def prune_workflow(
     write_report(report, tasks, out)  # kept even if fine-tuning fails
     if settings.finetune_iters:
         tuned = finetune_config(cfg, record, pruned_path, settings.finetune_iters, out / "finetune")
-        model = finetune(tuned)
+        model = finetune(tuned, dataset_meta)
         save_pruned_checkpoint(model, record, out / "pruned_finetuned.pth", dataset_meta)
         report["finetuned"] = measure_stage(model, cfg, canvas, runs)
         write_report(report, tasks, out)
     if settings.quantize:  # the final model through export and quantization, unchanged
-        report["int8"] = measure_int8_stage(
-            model, cfg, name, canvas, out / "export", settings.calib_samples, runs
+        last = report["finetuned" if settings.finetune_iters else "pruned"]
+        report["int8"] = dict(
+            parameters=last["parameters"],
+            macs=last["macs"],
+            **measure_int8_stage(
+                model, cfg, name, canvas, out / "export", settings.calib_samples, runs
+            ),
         )
         write_report(report, tasks, out)
     return PruneResult(report, tasks, model)

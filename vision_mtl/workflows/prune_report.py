@@ -48,7 +48,8 @@ def measure_int8_stage(
     runs: int,
 ) -> dict:
     """Export ``model`` to ``out`` and INT8-quantize it there as ``tools/export.py`` and
-    ``tools/quantize.py`` do; the INT8 graph's size, ONNX Runtime latency and test metrics.
+    ``tools/quantize.py`` do; the INT8 graph's ONNX Runtime latency and test metrics (its size
+    is the exported model's, already measured).
 
     The latency is measured as :func:`measure_stage` measures the fp32 stages (batch 1, the
     same runs), so the stages compare directly.
@@ -61,17 +62,13 @@ def measure_int8_stage(
     from vision_mtl.export.timing import measure_latency
     from vision_mtl.export.verified import export_verified, quantize_verified
 
-    model.cfg = getattr(model, "cfg", None) or cfg  # a fine-tuned model comes back without it
     fp32 = export_verified(model.cpu().eval(), out, canvas).deployment
     calibration, _ = checked_samples(cfg, config, fp32, "train", calib_samples)
     int8 = quantize_verified(fp32, [sample_image(s) for s in calibration])
     samples, metainfo = checked_samples(cfg, config, int8, "test", 10**9)
     runner = OrtRunner(int8, providers=["CPUExecutionProvider"])
     batch = np.zeros((1, 3, *canvas), np.float32)
-    example = torch.zeros(1, 3, *canvas)
     return dict(
-        parameters=count_parameters(model)["total"],
-        macs=count_macs(model, example, mode="tensor")["total"],
         ort_latency_ms=measure_latency(lambda: runner.run(batch), 20, runs)["median_ms"],
         metrics=evaluate(runner, samples, build_metric(cfg, metainfo, "test")),
         onnx=str(int8.onnx_path),

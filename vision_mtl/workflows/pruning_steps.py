@@ -145,14 +145,18 @@ def check_finetune(cfg: Config, iters: int) -> list:
     return schedulers
 
 
-def finetune(cfg: Config) -> torch.nn.Module:
-    """Train with the normal Runner and schedule; returns the trained (unwrapped) model."""
+def finetune(cfg: Config, dataset_meta: dict | None = None) -> torch.nn.Module:
+    """Train with the normal Runner and schedule; returns the trained (unwrapped) model with
+    ``cfg`` and ``dataset_meta`` attached, as ``init_model`` attaches them (the exporters read
+    both: the validation set for parity, class names for the sidecar)."""
     from vision_mtl.apis.runner import build_train_runner
 
     runner = build_train_runner(cfg)
     runner.train()
     model = runner.model
-    return model.module if hasattr(model, "module") else model
+    model = model.module if hasattr(model, "module") else model
+    model.cfg, model.dataset_meta = cfg, dataset_meta
+    return model
 
 
 def ort_latency(model: torch.nn.Module, canvas: tuple[int, int], runs: int = 100) -> float:

@@ -41,11 +41,14 @@ from vision_mtl.apis.runner import load_config
 from vision_mtl.compress.folding import fold_backbone
 from vision_mtl.compress.pruning import PruningError
 from vision_mtl.compress.qat import METHODS, calibrate, make_record, output_writers
-from vision_mtl.evaluation.multitask import compute_delta_m, primary_metrics
 from vision_mtl.export import OrtRunner
-from vision_mtl.export.int8_comparison import check_model_tasks, checked_samples, evaluate
+from vision_mtl.export.int8_comparison import (
+    check_evaluated_tasks,
+    check_model_tasks,
+    checked_samples,
+    score_and_time,
+)
 from vision_mtl.export.parity import build_metric, sample_image
-from vision_mtl.export.timing import measure_interleaved
 from vision_mtl.export.verified import export_verified, qat_section, quantize_verified
 from vision_mtl.input_size import config_input_size
 from vision_mtl.utils import write_json
@@ -55,6 +58,9 @@ from vision_mtl.workflows.pruning_steps import (
     finetune_config,
     save_pruned_checkpoint,
 )
+
+#: the post-training baseline's calibration for each QAT calibration method (its quantizer's name)
+PTQ_METHODS = {"max": "minmax", "percentile": "percentile"}
 
 
 class QatSettingsError(ValueError):
@@ -140,9 +146,11 @@ def qat_workflow(
         model, out / "fp32", canvas, parity_samples=settings.parity_samples
     ).deployment
     check_model_tasks(cfg, config, fp32)
+    samples, metainfo = checked_samples(cfg, config, fp32, "test", settings.eval_samples or 10**9)
+    check_evaluated_tasks(build_metric(cfg, metainfo, "test"), config, fp32)
     calibration, _ = checked_samples(cfg, config, fp32, "train", settings.calib_samples)
     images = [sample_image(s) for s in calibration]
-    ptq = quantize_verified(fp32, images, settings.method)
+    ptq = quantize_verified(fp32, images, PTQ_METHODS[settings.method])
 
     # 2. calibrate the folded model on the same images, then fine-tune it fake-quantized
     folded = fold_backbone(model)
@@ -163,8 +171,7 @@ def qat_workflow(
     tuned = finetune_config(cfg, model.pruning_record, start, settings.iters, out / "work")
     tuned.model.qat = record
     scale_learning_rate(tuned, settings.lr_scale)
-    quantized = finetune(tuned).cpu().eval()
-    quantized.cfg, quantized.dataset_meta = model.cfg, getattr(model, "dataset_meta", None)
+    quantized = finetune(tuned, getattr(model, "dataset_meta", None)).cpu().eval()
 
     # 3. the Q/DQ graph, through the same checks as every export
     section = qat_section(record, iters=settings.iters, lr_scale=settings.lr_scale)
@@ -179,20 +186,11 @@ def qat_workflow(
     ).deployment
 
     # 4. score and time all three with ONNX Runtime
-    samples, metainfo = checked_samples(cfg, config, fp32, "test", settings.eval_samples or 10**9)
     runners = {
         name: OrtRunner(d, providers=["CPUExecutionProvider"], threads=settings.threads)
         for name, d in (("fp32", fp32), ("ptq", ptq), ("qat", qat))
     }
-    metrics = {
-        name: evaluate(runner, samples, build_metric(cfg, metainfo, "test"))
-        for name, runner in runners.items()
-    }
-    baselines = primary_metrics(metrics["fp32"], fp32.tasks, f"the test evaluator of {config!r}")
-    batch, _ = fp32.preprocess([sample_image(samples[0])])
-    latency = measure_interleaved(
-        {n: lambda r=r: r.run(batch) for n, r in runners.items()}, 10, settings.runs
-    )
+    scored = score_and_time(runners, samples, metainfo, cfg, config, 10, settings.runs)
     report = dict(
         config=config,
         checkpoint=str(checkpoint),
@@ -202,10 +200,8 @@ def qat_workflow(
         folded_blocks=folded,
         fp32_layers=record["fp32_layers"],
         eval_samples=len(samples),
-        files={name: str(d.onnx_path) for name, d in (("fp32", fp32), ("ptq", ptq), ("qat", qat))},
-        metrics=metrics,
-        delta={name: compute_delta_m(metrics[name], baselines) for name in ("ptq", "qat")},
-        latency=latency,
+        files={name: str(r.deployment.onnx_path) for name, r in runners.items()},
+        **scored,
     )
     write_json(report, out / "qat_report.json")
     return report

@@ -57,3 +57,24 @@ def test_pretrained_loads_from_local_file(tmp_path):
     )
     fresh = TimmBackbone("vit_tiny_patch16_224", [0, 1], model_kwargs=kwargs)
     assert not torch.equal(fresh.model.blocks[1].mlp.fc1.weight, source.blocks[1].mlp.fc1.weight)
+
+
+def test_norm_last_normalizes_only_the_last_level_as_invpt():
+    name, indices, kwargs = TINY["vit"]
+    torch.manual_seed(0)
+    plain = TimmBackbone(name, indices, model_kwargs=kwargs)
+    normed = TimmBackbone(name, indices, model_kwargs=kwargs, norm_last=True)
+    missing = normed.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert missing == ["model.norm.weight", "model.norm.bias"]  # kept, not pruned
+    with torch.no_grad():
+        normed.model.norm.weight.uniform_(0.5, 1.5)
+        x = torch.randn(1, 3, 32, 48)
+        a, b = plain(x), normed(x)
+        torch.testing.assert_close(a[0], b[0])
+        expected = normed.model.norm(a[1].permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        torch.testing.assert_close(b[1], expected)
+        assert not torch.allclose(a[1], b[1])
+    with pytest.raises(ValueError, match="out_indices end at 0 of 2 blocks"):
+        TimmBackbone(name, [0], model_kwargs=kwargs, norm_last=True)
+    with pytest.raises(ValueError, match="needs a model with a final LayerNorm"):
+        TimmBackbone("resnet18", [-1], norm_last=True)

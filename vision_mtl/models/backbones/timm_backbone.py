@@ -285,6 +285,9 @@ class TimmBackbone(nn.Module):
             file and cache directory.
         model_kwargs: extra keyword arguments for ``timm.create_model`` (``img_size``,
             ``patch_size``, ``embed_dim``, ``depth``, ``drop_path_rate``, ...).
+        norm_last: apply the model's final norm to the last returned level, as InvPT's ViT
+            does (its deepest feature is the normalized output; the shallower ones are raw).
+            Needs a model with a ``norm`` layer whose last returned level is its last block.
 
     Attributes:
         pretrained_source: the resolved :class:`PretrainedSource`.
@@ -296,6 +299,7 @@ class TimmBackbone(nn.Module):
         out_indices: Sequence[int] | None = None,
         pretrained: bool | str | os.PathLike | None = None,
         model_kwargs: dict | None = None,
+        norm_last: bool = False,
     ) -> None:
         super().__init__()
         kwargs = dict(model_kwargs or {})
@@ -329,10 +333,15 @@ class TimmBackbone(nn.Module):
         info = list(self.model.feature_info)
         indices = _resolve_indices(out_indices, len(info), model_name)
         self.out_indices = indices
+        self.norm_last = bool(norm_last)
+        if self.norm_last:
+            self._check_norm_last(indices, len(info))
         if self.uses_intermediates:
             # Heads and final norms are unused by dense prediction; pruning them keeps DDP from
             # complaining about parameters that receive no gradient.
-            self.model.prune_intermediate_layers(indices, prune_norm=True, prune_head=True)
+            self.model.prune_intermediate_layers(
+                indices, prune_norm=not self.norm_last, prune_head=True
+            )
         else:
             self.model = _create(
                 model_name, source, dict(kwargs, features_only=True, out_indices=indices)
@@ -340,14 +349,31 @@ class TimmBackbone(nn.Module):
         self.out_channels = [int(info[i]["num_chs"]) for i in indices]
         self.out_strides = [int(info[i]["reduction"]) for i in indices]
 
+    def _check_norm_last(self, indices: list[int], levels: int) -> None:
+        norm = getattr(self.model, "norm", None)
+        if not self.uses_intermediates or not isinstance(norm, nn.LayerNorm):
+            raise ValueError(
+                f"backbone {self.model_name!r}: norm_last=True needs a model with a final "
+                f"LayerNorm 'norm' and forward_intermediates, got {type(norm).__name__}"
+            )
+        if indices[-1] != levels - 1:
+            raise ValueError(
+                f"backbone {self.model_name!r}: norm_last=True normalizes the last block's "
+                f"output, but out_indices end at {indices[-1]} of {levels} blocks"
+            )
+
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Feature maps at the chosen levels, NCHW."""
         if self.uses_intermediates:
-            return list(
+            levels = list(
                 self.model.forward_intermediates(
                     x, indices=self.out_indices, intermediates_only=True
                 )
             )
+            if self.norm_last:
+                last = levels[-1]
+                levels[-1] = self.model.norm(last.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+            return levels
         return list(self.model(x))
 
 

@@ -123,3 +123,30 @@ def test_missing_targets_and_bad_mode():
         model(torch.randn(1, 3, 32, 48), {}, mode="loss")
     with pytest.raises(ValueError, match="mode must be"):
         model(torch.randn(1, 3, 32, 48), mode="train")
+
+
+def test_centre_padding_places_the_image_as_invpt_and_predict_crops_it_back():
+    batch = _batch([(30, 40), (20, 45)])
+    data = MultiTaskDataPreprocessor(size=(32, 48), pad_position="center")(batch)
+    assert [m["pad_offset"] for m in data["meta"]] == [(1, 4), (6, 1)]  # (delta // 2) each side
+    image = data["inputs"][1]
+    assert (image[:, :6] == 0).all() and (image[:, 26:] == 0).all() and (image[:, :, :1] == 0).all()
+    assert (data["targets"]["semseg"][1, :6] == 255).all()
+    rgb = (batch["inputs"][1].float() - torch.tensor([123.675, 116.28, 103.53]).view(3, 1, 1)) / (
+        torch.tensor([58.395, 57.12, 57.375]).view(3, 1, 1)
+    )
+    torch.testing.assert_close(image[:, 6:26, 1:46], rgb)
+    model = make_model(dict(semseg=dict(num_classes=7), depth={}))
+    model.data_preprocessor = MultiTaskDataPreprocessor(size=(32, 48), pad_position="center")
+    model.eval()
+    data = model.data_preprocessor(batch, False)
+    with torch.no_grad():
+        results = model(**data, mode="predict")
+        logits = model(data["inputs"], mode="tensor")
+    assert results[1]["pred"]["depth"].shape == (20, 45)
+    torch.testing.assert_close(
+        results[1]["pred"]["depth"], logits["depth"][1, 0, 6:26, 1:46].clamp(min=0)
+    )
+    torch.testing.assert_close(results[1]["gt"]["semseg"], batch["targets"]["semseg"][1])
+    with pytest.raises(ValueError, match="pad_position 'middle' is not one of"):
+        MultiTaskDataPreprocessor(pad_position="middle")

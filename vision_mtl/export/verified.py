@@ -115,14 +115,21 @@ def export_verified(
     Raises:
         ExportCheckError: the graph would not build in a TensorRT version, or ONNX Runtime's
             outputs or metrics differ from PyTorch's; nothing is written to ``out_dir``.
-        ValueError: ``parity_samples`` is below 1 or ``name`` is not a plain file stem (before
-            any work).
+        ValueError: ``parity_samples`` is below 1, ``name`` is not a plain file stem, or the
+            model pads its inputs around the image, which the runtimes do not (before any work).
     """
     if quantization is None and getattr(model, "qat_record", None) is not None:
         quantization = qat_section(model.qat_record)
     if not isinstance(parity_samples, int) or parity_samples < 1:
         raise ValueError(f"parity_samples must be an integer >= 1, got {parity_samples!r}")
     check_export_name(name)
+    position = getattr(model.data_preprocessor, "pad_position", "bottom_right")
+    if position != "bottom_right":
+        raise ValueError(
+            f"the model pads inputs at {position!r}; exported runtimes pad at the bottom/right. "
+            "Export with --cfg-options model.data_preprocessor.pad_position=bottom_right (images "
+            "that fill the canvas are unaffected)"
+        )
     folded, blocks = fold_branches(model)
     fold_difference = None
     if blocks:  # multi-branch blocks ship folded, once proven equal

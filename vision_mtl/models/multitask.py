@@ -229,12 +229,16 @@ class MultiTaskModel(BaseModel):
         results = []
         for i, info in enumerate(meta):
             h, w = info.get("ori_shape", inputs.shape[-2:])
+            top, left = info.get("pad_offset", (0, 0))  # set by a centre-padding preprocessor
+            rows, cols = slice(top, top + h), slice(left, left + w)
             sample = dict(
                 meta=info,
-                pred={t: v[i, ..., :h, :w] for t, v in decoded.items()},
+                pred={t: v[i, ..., rows, cols] for t, v in decoded.items()},
             )
             if gts:
-                sample["gt"] = {t: as_prediction_layout(v[i, ..., :h, :w]) for t, v in gts.items()}
+                sample["gt"] = {
+                    t: as_prediction_layout(v[i, ..., rows, cols]) for t, v in gts.items()
+                }
             results.append(sample)
         return results
 

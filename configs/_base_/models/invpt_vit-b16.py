@@ -8,13 +8,15 @@
 # backbone img_size) and the tasks.
 model = dict(
     type="MultiTaskModel",
-    data_preprocessor=dict(type="MultiTaskDataPreprocessor"),
+    # images smaller than the canvas sit in its centre, as InvPT pads them (PadImage)
+    data_preprocessor=dict(type="MultiTaskDataPreprocessor", pad_position="center"),
     backbone=dict(
         type="TimmBackbone",
         model_name="vit_base_patch16_384",
         out_indices=[2, 5, 8, 11],
         pretrained="hf-hub:timm/vit_base_patch16_384.augreg_in21k_ft_in1k",
         model_kwargs=dict(drop_path_rate=0.15, dynamic_img_size=True),
+        norm_last=True,  # InvPT decodes the normalized last block, the others raw
     ),
     decoder=dict(
         type="CrossTaskAttentionDecoder",

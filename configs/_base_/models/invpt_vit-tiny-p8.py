@@ -3,6 +3,7 @@
 _base_ = ["./baseline_vit-tiny-p8.py"]
 
 model = dict(
+    backbone=dict(norm_last=True),  # as InvPT: the last block normalized, the others raw
     decoder=dict(
         _delete_=True, type="CrossTaskAttentionDecoder", channels=64, dims=(96, 64, 32), heads=2
     ),

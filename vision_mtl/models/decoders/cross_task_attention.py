@@ -16,9 +16,12 @@ strides:
 4. **Multi-scale fusion**: every stage's output, projected to the first stage's width and
    resized to ``out_stride``, is summed per task and refined by a 3×3 convolution.
 
+Built from InvPT's checkpoint (``tools/convert_checkpoint.py --from invpt``) it computes the
+official forward (tests/test_convert_invpt.py compares it with outputs of the official code).
 Choices made where InvPT is tied to a ViT at 448×576: the first stage sits at twice the deepest
-level's stride when every level shares one stride (plain ViT), else at the deepest stride; the
-modules InvPT builds but never uses are left out (see docs/decoders.md).
+level's stride when every level shares one stride (plain ViT), else at the deepest stride; with
+a plain ViT stage s adds level ``levels - 2 - s`` as InvPT does, with a hierarchy the level of
+the stage's stride; the modules InvPT builds but never uses are left out (docs/decoders.md).
 """
 
 from __future__ import annotations
@@ -123,7 +126,7 @@ class StageBlock(nn.Module):
 
 
 class UpEmbed(nn.Module):
-    """×2 bilinear upsampling then two 3×3 conv-BN-ReLU blocks (the first dilated)."""
+    """×2 bilinear upsampling then two dilated 3×3 conv-BN-ReLU blocks (InvPT's ``UpEmbed``)."""
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
@@ -131,7 +134,9 @@ class UpEmbed(nn.Module):
             nn.Conv2d(in_channels, out_channels, 3, padding=2, dilation=2, bias=False),
             nn.BatchNorm2d(out_channels),
             nn.ReLU(inplace=True),
-            conv_bn_relu(out_channels, out_channels),
+            nn.Conv2d(out_channels, out_channels, 3, padding=2, dilation=2, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -206,7 +211,10 @@ class CrossTaskAttentionDecoder(MultiTaskDecoder):
         self.back_level: list[int | None] = []
         for s in range(1, len(self.dims)):
             self.up.append(nn.ModuleDict({k: UpEmbed(self.dims[s - 1], self.dims[s]) for k in t}))
-            level = levels - 1 - s
+            # A hierarchy gives stage s the level one step shallower per stage; a plain ViT's
+            # levels share one stride, and InvPT feeds stage s the level two steps above the
+            # deepest (its third-deepest level is projected but never used).
+            level = levels - 2 - s if same else levels - 1 - s
             stride = self.first_stride / 2**s
             if level >= 0:
                 ratio = self.in_strides[level] / stride

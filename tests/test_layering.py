@@ -21,6 +21,7 @@ LAYERS = {
     "visualization": 1,
     "complexity": 1,
     "compress": 1,
+    "convert": 1,
     "input_size": 1,
     "data": 1,
     "engine": 2,

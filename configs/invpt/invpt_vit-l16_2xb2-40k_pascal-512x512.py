@@ -21,3 +21,7 @@ model = dict(
 
 # No Δm: there are no single-task ViT-L/16 figures to measure against (those in
 # _base_/delta_m/ are for ViT-B/16 only).
+
+# Saliency scored as InvPT's code scores it (a sigmoid over the softmaxed probability, so its
+# maxF is comparable with the published 84.81; docs/evaluation.md); validation keeps the standard.
+test_evaluator = dict(metric_overrides=dict(saliency=dict(protocol="invpt")))

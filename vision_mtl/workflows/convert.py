@@ -1,0 +1,119 @@
+"""Convert a published model's official checkpoint into a vision_mtl checkpoint.
+
+``tools/convert_checkpoint.py --from invpt SRC DST [--config CONFIG]``: the official file is
+read with ``weights_only=True``, its tensors are mapped onto the config's model (built on the
+meta device, so a ViT-L costs no memory before the conversion succeeds) and written, atomically,
+as ``{"state_dict", "meta"}`` that ``tools/test.py`` and every other tool load strictly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from vision_mtl.apis.config import load_config
+from vision_mtl.apis.inference import without_pretrained
+from vision_mtl.convert.invpt import Conversion, convert_invpt, official_state_dict, official_tasks
+from vision_mtl.engine import register_all_modules
+from vision_mtl.models.builder import build_model
+from vision_mtl.utils import read_checkpoint
+
+#: ``--from`` values.
+FORMATS = ("invpt",)
+#: The config each official InvPT task set converts into, relative to the repository root.
+INVPT_CONFIGS = {
+    ("depth", "edge", "normals", "semseg"): "configs/invpt/invpt_vit-l16_2xb2-40k_nyud-448x576.py",
+    (
+        "edge",
+        "human_parts",
+        "normals",
+        "sal",
+        "semseg",
+    ): "configs/invpt/invpt_vit-l16_2xb2-40k_pascal-512x512.py",
+}
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_official(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The official model tensors of ``path`` (a ``.pth`` read with ``weights_only=True``)."""
+    try:
+        data = read_checkpoint(path, mmap=True)
+    except ValueError as err:
+        raise ValueError(
+            f"{err}\nIf the file pickles other objects (an optimizer's scheduler, arguments), "
+            "keep only its weights in a trusted environment: torch.save({'model': "
+            "torch.load(SRC, weights_only=False)['model']}, SRC_WEIGHTS)"
+        ) from None
+    return official_state_dict(data)
+
+
+def default_invpt_config(state: dict[str, torch.Tensor], root: str | os.PathLike) -> Path:
+    """The repository's InvPT ViT-L config for the checkpoint's task set (NYUD-v2 or PASCAL)."""
+    tasks = tuple(sorted(official_tasks(state)))
+    if tasks not in INVPT_CONFIGS:
+        raise ValueError(
+            f"no InvPT config for the task set {list(tasks)}: pass --config (NYUD-v2: "
+            "semseg, depth, normals, edge; PASCAL-Context: semseg, human_parts, sal, normals, "
+            "edge)"
+        )
+    return Path(root) / INVPT_CONFIGS[tasks]
+
+
+def convert_checkpoint(
+    source: str | os.PathLike,
+    dest: str | os.PathLike,
+    config: str | os.PathLike,
+    fmt: str = "invpt",
+    cfg_options: dict | None = None,
+) -> Conversion:
+    """Convert ``source`` (official ``fmt`` checkpoint) for ``config``'s model into ``dest``.
+
+    Raises:
+        FileNotFoundError: ``source`` or ``config`` does not exist.
+        ValueError: an unknown format, an unreadable file, or a checkpoint that does not fit
+            the model (see :func:`~vision_mtl.convert.invpt.convert_invpt`).
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"--from {fmt!r}: known formats are {list(FORMATS)}")
+    source, dest = Path(source), Path(dest)
+    if dest.resolve() == source.resolve():
+        raise ValueError(f"destination {str(dest)!r} is the source checkpoint")
+    register_all_modules()
+    cfg = load_config(config, cfg_options)
+    without_pretrained(cfg)  # the checkpoint holds every weight: no download
+    official = read_official(source)
+    with torch.device("meta"):
+        model = build_model(cfg.model)
+    conversion = convert_invpt(official, model.state_dict(), list(model.tasks))
+    state = {k: v.detach().clone().contiguous() for k, v in conversion.state_dict.items()}
+    meta = dict(
+        converted_from=dict(
+            format=fmt,
+            file=source.name,
+            sha256=_sha256(source),
+            tasks=conversion.tasks,
+            unused=conversion.unused,
+        ),
+        config=str(config),
+    )
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
+    os.close(fd)
+    try:
+        torch.save({"state_dict": state, "meta": meta}, tmp)
+        os.replace(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return conversion

@@ -209,3 +209,28 @@ def test_convert_then_test_py_scores_a_nyud_layout_dataset(tmp_path):
         assert math.isfinite(metrics[key]), key
     assert 0 <= metrics["semseg/mIoU"] <= 100 and metrics["depth/rmse"] > 0
     assert not (tmp_path / "NYUDv2" / "test").exists()  # nothing written into the data folder
+
+
+def test_tool_refusals_name_the_file(tmp_path, capsys):
+    tool = load_tool("convert_checkpoint")
+    plain = tmp_path / "resnet.pth"
+    torch.save({"model": {"conv.weight": torch.zeros(1)}}, plain)
+    with pytest.raises(SystemExit, match=r"resnet\.pth.*not an InvPT checkpoint"):
+        tool.main(["--from", "invpt", str(plain), str(tmp_path / "out.pth")])
+    with pytest.raises(SystemExit, match="does not exist"):
+        tool.main(["--from", "invpt", str(tmp_path / "missing.pth"), str(tmp_path / "o.pth")])
+    meta, shapes, _ = fixture("nyud")
+    source = tmp_path / "official.pth"
+    official_checkpoint(source, shapes, meta["seed"])
+    config = tiny_config(tmp_path, "pascal")  # the other dataset's tasks
+    with pytest.raises(SystemExit, match=r"official\.pth.* does not convert for .*tasks"):
+        tool.main(
+            ["--from", "invpt", str(source), str(tmp_path / "o.pth"), "--config", str(config)]
+        )
+    (tmp_path / "dir.pth").mkdir()
+    good = tiny_config(tmp_path, "nyud")
+    with pytest.raises(SystemExit):  # DST is a directory: an error message, not a traceback
+        tool.main(
+            ["--from", "invpt", str(source), str(tmp_path / "dir.pth"), "--config", str(good)]
+        )
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []

@@ -150,3 +150,20 @@ def test_centre_padding_places_the_image_as_invpt_and_predict_crops_it_back():
     torch.testing.assert_close(results[1]["gt"]["semseg"], batch["targets"]["semseg"][1])
     with pytest.raises(ValueError, match="pad_position 'middle' is not one of"):
         MultiTaskDataPreprocessor(pad_position="middle")
+
+
+def test_centre_padding_is_refused_where_the_padding_is_bottom_right(tmp_path):
+    import numpy as np
+
+    from vision_mtl.apis.inference import inference
+    from vision_mtl.export.onnx_export import export_onnx
+
+    model = make_model(dict(depth={})).eval()
+    model.data_preprocessor = MultiTaskDataPreprocessor(size=(32, 48), pad_position="center")
+    image = np.zeros((30, 40, 3), np.uint8)
+    with pytest.raises(ValueError, match="mode='resize' pads at the bottom/right.*'center'"):
+        inference(model, image, mode="resize", canvas=(32, 48))
+    with pytest.raises(ValueError, match="pad_position=bottom_right"):
+        export_onnx(model, tmp_path, (32, 48))
+    assert list(tmp_path.iterdir()) == []
+    assert inference(model, image, mode="pad")["depth"].shape == (30, 40)

@@ -39,11 +39,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None):
     args = parse_args(argv)
     try:
-        config = args.config or default_invpt_config(read_official(args.source), ROOT)
+        config = args.config
+        if config is None:
+            try:
+                config = default_invpt_config(read_official(args.source), ROOT)
+            except ValueError as err:
+                raise ValueError(f"{args.source!r}: {err}") from None
         result = convert_checkpoint(
             args.source, args.dest, config, fmt=args.fmt, cfg_options=args.cfg_options
         )
-    except (FileNotFoundError, ValueError) as err:
+    except (OSError, ValueError) as err:  # a missing file, a directory as DST, a bad checkpoint
         raise SystemExit(str(err)) from None
     print(f"config: {config}")
     print(f"tasks: {', '.join(result.tasks)}")

@@ -199,8 +199,9 @@ def inference(
 
     Raises:
         FileNotFoundError: an image file is missing or unreadable.
-        ValueError: an image is not H×W×3 uint8 RGB, an unknown mode, or in ``pad`` mode an
-            image larger than the data preprocessor's fixed canvas.
+        ValueError: an image is not H×W×3 uint8 RGB, an unknown mode, in ``pad`` mode an
+            image larger than the data preprocessor's fixed canvas, or ``resize``/``slide``
+            with a model that pads centred (they pad at the bottom/right).
     """
     check_mode(mode)
     batched = isinstance(image, (list, tuple))
@@ -211,6 +212,12 @@ def inference(
     else:
         device = next(model.parameters()).device
         pre = model.data_preprocessor
+        position = getattr(pre, "pad_position", "bottom_right")
+        if position != "bottom_right":
+            raise ValueError(
+                f"mode={mode!r} pads at the bottom/right, but the model pads at {position!r} "
+                "(data_preprocessor.pad_position); use mode='pad', which pads as the model does"
+            )
 
         def run(batch: np.ndarray) -> dict[str, np.ndarray]:
             logits = model(torch.from_numpy(batch).to(device), mode="tensor")

@@ -112,14 +112,11 @@ def _task_rules(tasks: list[str], ours: Sequence[str]) -> list[tuple[str, str]]:
             ]
             if s:
                 rules.append((f"{_D}invpt.redu_chan.{s}.{i}.", f"decoder.to_out.{s - 1}.{o}."))
-                # UpEmbed: [Upsample, Conv, BN, ReLU, Conv, BN, ReLU] → ours without the Upsample
-                for k in (1, 2, 4, 5):
-                    rules.append(
-                        (
-                            f"{_S}{s}.patch_embed.{i}.proj.{k}.",
-                            f"decoder.up.{s - 1}.{o}.block.{k - 1}.",
-                        )
-                    )
+                # UpEmbed: [Upsample, Conv, BN, ReLU, Conv, BN, ReLU] → ours: [Conv, BN, ReLU,
+                # [Conv, BN, ReLU]]
+                up = f"decoder.up.{s - 1}.{o}.block."
+                for k, index in ((1, "0"), (2, "1"), (4, "3.0"), (5, "3.1")):
+                    rules.append((f"{_S}{s}.patch_embed.{i}.proj.{k}.", f"{up}{index}."))
     return rules
 
 

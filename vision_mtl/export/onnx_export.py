@@ -131,6 +131,17 @@ def make_sidecar(
     )
 
 
+def check_padding(model: nn.Module) -> None:
+    """Refuse a model that pads inputs other than at the bottom/right, as every runtime does."""
+    position = getattr(model.data_preprocessor, "pad_position", "bottom_right")
+    if position != "bottom_right":
+        raise ValueError(
+            f"the model pads inputs at {position!r}; exported runtimes pad at the bottom/right. "
+            "Export with --cfg-options model.data_preprocessor.pad_position=bottom_right (images "
+            "that fill the canvas are unaffected)"
+        )
+
+
 def check_export_name(name: str) -> str:
     """``name`` if it can be the stem of files inside the output directory.
 
@@ -180,9 +191,11 @@ def export_onnx(
         simplify_graph: run :func:`simplify` on the graph before the sidecar is written.
 
     Raises:
-        ValueError: ``name`` has a directory part or is ``.``/``..``.
+        ValueError: ``name`` has a directory part or is ``.``/``..``, or the model pads its
+            inputs other than at the bottom/right (:func:`check_padding`).
     """
     check_export_name(name)
+    check_padding(model)
     model = model.cpu().eval()
     wrapper = TensorOutputs(model).eval()
     staging_dir = Path(staging_dir)

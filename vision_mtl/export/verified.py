@@ -25,6 +25,7 @@ from vision_mtl.export.onnx_export import (
     add_sidecar_section,
     attach_reference,
     check_export_name,
+    check_padding,
     export_onnx,
     publish,
     staging_dir,
@@ -123,13 +124,7 @@ def export_verified(
     if not isinstance(parity_samples, int) or parity_samples < 1:
         raise ValueError(f"parity_samples must be an integer >= 1, got {parity_samples!r}")
     check_export_name(name)
-    position = getattr(model.data_preprocessor, "pad_position", "bottom_right")
-    if position != "bottom_right":
-        raise ValueError(
-            f"the model pads inputs at {position!r}; exported runtimes pad at the bottom/right. "
-            "Export with --cfg-options model.data_preprocessor.pad_position=bottom_right (images "
-            "that fill the canvas are unaffected)"
-        )
+    check_padding(model)  # before any work
     folded, blocks = fold_branches(model)
     fold_difference = None
     if blocks:  # multi-branch blocks ship folded, once proven equal

@@ -131,6 +131,6 @@ class MultiTaskDataPreprocessor(BaseDataPreprocessor):
                 )
             )
         meta = list(data.get("meta") or [])
-        if self.pad_position != "bottom_right":
-            meta = [dict(m, pad_offset=o) for m, o in zip(meta, offsets, strict=False)]
+        if self.pad_position != "bottom_right" and meta:
+            meta = [dict(m, pad_offset=o) for m, o in zip(meta, offsets, strict=True)]
         return dict(inputs=inputs, targets=targets, meta=meta)

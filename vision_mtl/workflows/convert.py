@@ -9,8 +9,8 @@ as ``{"state_dict", "meta"}`` that ``tools/test.py`` and every other tool load s
 from __future__ import annotations
 
 import hashlib
+import io
 import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -20,7 +20,7 @@ from vision_mtl.apis.inference import without_pretrained
 from vision_mtl.convert.invpt import Conversion, convert_invpt, official_state_dict, official_tasks
 from vision_mtl.engine import register_all_modules
 from vision_mtl.models.builder import build_model
-from vision_mtl.utils import read_checkpoint
+from vision_mtl.utils import atomic_write_bytes, read_checkpoint
 
 #: ``--from`` values.
 FORMATS = ("invpt",)
@@ -50,12 +50,17 @@ def read_official(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     try:
         data = read_checkpoint(path, mmap=True)
     except ValueError as err:
-        raise ValueError(
-            f"{err}\nIf the file pickles other objects (an optimizer's scheduler, arguments), "
-            "keep only its weights in a trusted environment: torch.save({'model': "
-            "torch.load(SRC, weights_only=False)['model']}, SRC_WEIGHTS)"
-        ) from None
-    return official_state_dict(data)
+        if "weights_only" in str(err) or "Unpickl" in str(err):
+            raise ValueError(
+                f"{err}\nThe file pickles objects other than tensors (an optimizer's scheduler, "
+                "arguments): keep only its weights in a trusted environment: torch.save("
+                "{'model': torch.load(SRC, weights_only=False)['model']}, SRC_WEIGHTS)"
+            ) from None
+        raise
+    try:
+        return official_state_dict(data)
+    except ValueError as err:
+        raise ValueError(f"{str(path)!r}: {err}") from None
 
 
 def default_invpt_config(state: dict[str, torch.Tensor], root: str | os.PathLike) -> Path:
@@ -95,7 +100,10 @@ def convert_checkpoint(
     official = read_official(source)
     with torch.device("meta"):
         model = build_model(cfg.model)
-    conversion = convert_invpt(official, model.state_dict(), list(model.tasks))
+    try:
+        conversion = convert_invpt(official, model.state_dict(), list(model.tasks))
+    except ValueError as err:
+        raise ValueError(f"{str(source)!r} does not convert for {str(config)!r}: {err}") from None
     state = {k: v.detach().clone().contiguous() for k, v in conversion.state_dict.items()}
     meta = dict(
         converted_from=dict(
@@ -107,13 +115,7 @@ def convert_checkpoint(
         ),
         config=str(config),
     )
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
-    os.close(fd)
-    try:
-        torch.save({"state_dict": state, "meta": meta}, tmp)
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    buffer = io.BytesIO()
+    torch.save({"state_dict": state, "meta": meta}, buffer)
+    atomic_write_bytes(buffer.getvalue(), dest)
     return conversion

@@ -130,13 +130,16 @@ class UpEmbed(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
+        # the second block nested, as before it was dilated: checkpoints keep their key names
         self.block = nn.Sequential(
             nn.Conv2d(in_channels, out_channels, 3, padding=2, dilation=2, bias=False),
             nn.BatchNorm2d(out_channels),
             nn.ReLU(inplace=True),
-            nn.Conv2d(out_channels, out_channels, 3, padding=2, dilation=2, bias=False),
-            nn.BatchNorm2d(out_channels),
-            nn.ReLU(inplace=True),
+            nn.Sequential(
+                nn.Conv2d(out_channels, out_channels, 3, padding=2, dilation=2, bias=False),
+                nn.BatchNorm2d(out_channels),
+                nn.ReLU(inplace=True),
+            ),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

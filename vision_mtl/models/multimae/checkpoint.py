@@ -54,7 +54,9 @@ OFFICIAL_TO_OURS = {
 }
 
 _ADAPTED = ("rgb", "depth", "semseg")
-_TIMM_DROPPABLE = ("norm.",)  # TimmBackbone prunes the final norm (prune_norm=True)
+# TimmBackbone prunes the final norm unless norm_last=True; the official release has none, so
+# with norm_last a ViT keeps its initial (identity) final norm, reported as ``kept``
+_TIMM_DROPPABLE = ("norm.",)
 
 
 # ---------------------------------------------------------------------------------- reading

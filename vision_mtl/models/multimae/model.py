@@ -441,8 +441,8 @@ class MultiMAE(BaseModel):
         Not covered (and not present for ``num_classes=0``): the classifier ``head``,
         ``fc_norm``/``attn_pool`` of pooled variants; register tokens are refused at build time.
         With ``dynamic_img_size=True`` timm resamples ``pos_embed`` to other grids itself.
-        ``TimmBackbone`` prunes the final ``norm`` (``prune_norm=True``): a loader into it must
-        drop the ``norm.*`` keys. The depth and semseg adapters and the decoders are not exported.
+        ``TimmBackbone`` prunes the final ``norm`` unless ``norm_last=True``: a loader into a
+        pruned one must drop the ``norm.*`` keys. The depth and semseg adapters and the decoders are not exported.
         The mapping is :func:`.checkpoint.multimae_to_timm` (shared with checkpoint loading).
 
         Raises:

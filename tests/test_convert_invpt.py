@@ -22,7 +22,7 @@ from conftest import ROOT, load_tool
 from vision_mtl.apis.config import load_config
 from vision_mtl.apis.inference import init_model
 from vision_mtl.convert import convert_invpt, official_state_dict, seeded_state_dict
-from vision_mtl.convert.invpt import UNUSED
+from vision_mtl.convert.invpt import is_unused as any_unused
 from vision_mtl.engine import register_all_modules
 from vision_mtl.models.builder import build_model
 
@@ -151,12 +151,6 @@ def test_full_size_official_state_dict_converts(name):
     if name == "nyud":  # the published size, counted from the official model's parameters
         params = sum(math.prod(s) for k, s in manifest.items() if "running_" not in k)
         assert abs(params - 402.1e6) < 0.1e6
-
-
-def any_unused(key: str) -> bool:
-    import re
-
-    return any(re.match(p, key) for p in UNUSED)
 
 
 def test_checkpoint_that_does_not_fit_is_refused_with_the_keys(tmp_path):

@@ -16,12 +16,7 @@ from pathlib import Path
 
 from mmengine.config import DictAction
 
-from vision_mtl.workflows.convert import (
-    FORMATS,
-    convert_checkpoint,
-    default_invpt_config,
-    read_official,
-)
+from vision_mtl.workflows.convert import FORMATS, convert_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,14 +34,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None):
     args = parse_args(argv)
     try:
-        config = args.config
-        if config is None:
-            try:
-                config = default_invpt_config(read_official(args.source), ROOT)
-            except ValueError as err:
-                raise ValueError(f"{args.source!r}: {err}") from None
-        result = convert_checkpoint(
-            args.source, args.dest, config, fmt=args.fmt, cfg_options=args.cfg_options
+        result, config = convert_checkpoint(
+            args.source,
+            args.dest,
+            args.config,
+            fmt=args.fmt,
+            cfg_options=args.cfg_options,
+            config_root=ROOT,
         )
     except (OSError, ValueError) as err:  # a missing file, a directory as DST, a bad checkpoint
         raise SystemExit(str(err)) from None

@@ -43,6 +43,12 @@ UNUSED = (
     r"multi_task_decoder\.invpt\.norm_mt\.",
 )
 
+
+def is_unused(key: str) -> bool:
+    """Whether ``key`` is a tensor of a module the official forward never runs (:data:`UNUSED`)."""
+    return any(re.match(p, key) for p in UNUSED)
+
+
 _D = "multi_task_decoder."
 _S = _D + "invpt.invpt_stages."
 
@@ -189,7 +195,7 @@ def convert_invpt(
             )
             continue
         name = _rename(key, rules)
-        if name is None or any(re.match(p, key) for p in UNUSED):
+        if name is None or is_unused(key):
             leftover.append(key)
             continue
         out[name] = value
@@ -197,7 +203,7 @@ def convert_invpt(
         if sorted(pair) != ["k", "v"]:
             raise ValueError(f"InvPT stage {s}: proj_k.{leaf} and proj_v.{leaf} come in pairs")
         out[f"decoder.stages.{s}.attn.kv.{leaf}"] = torch.cat([pair["k"], pair["v"]], dim=0)
-    unknown = [k for k in leftover if not any(re.match(p, k) for p in UNUSED)]
+    unknown = [k for k in leftover if not is_unused(k)]
     if unknown:
         raise ValueError(
             f"{len(unknown)} official tensors have no place in the model: {unknown[:8]}"

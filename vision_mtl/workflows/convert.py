@@ -8,7 +8,6 @@ as ``{"state_dict", "meta"}`` that ``tools/test.py`` and every other tool load s
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 from pathlib import Path
@@ -20,6 +19,7 @@ from vision_mtl.apis.inference import without_pretrained
 from vision_mtl.convert.invpt import Conversion, convert_invpt, official_state_dict, official_tasks
 from vision_mtl.engine import register_all_modules
 from vision_mtl.models.builder import build_model
+from vision_mtl.runtime.sidecar import file_sha256
 from vision_mtl.utils import atomic_write_bytes, read_checkpoint
 
 #: ``--from`` values.
@@ -35,14 +35,6 @@ INVPT_CONFIGS = {
         "semseg",
     ): "configs/invpt/invpt_vit-l16_2xb2-40k_pascal-512x512.py",
 }
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_official(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -78,11 +70,24 @@ def default_invpt_config(state: dict[str, torch.Tensor], root: str | os.PathLike
 def convert_checkpoint(
     source: str | os.PathLike,
     dest: str | os.PathLike,
-    config: str | os.PathLike,
+    config: str | os.PathLike | None = None,
     fmt: str = "invpt",
     cfg_options: dict | None = None,
-) -> Conversion:
+    config_root: str | os.PathLike = ".",
+) -> tuple[Conversion, Path]:
     """Convert ``source`` (official ``fmt`` checkpoint) for ``config``'s model into ``dest``.
+
+    Args:
+        source: the official checkpoint.
+        dest: the vision_mtl checkpoint to write (atomically).
+        config: the model's config; ``None``: the InvPT ViT-L config of the checkpoint's task
+            set under ``config_root`` (:func:`default_invpt_config`).
+        fmt: the official format (:data:`FORMATS`).
+        cfg_options: overrides of the config.
+        config_root: the repository root the default configs are found under.
+
+    Returns:
+        The conversion and the config it was made for.
 
     Raises:
         FileNotFoundError: ``source`` or ``config`` does not exist.
@@ -94,10 +99,15 @@ def convert_checkpoint(
     source, dest = Path(source), Path(dest)
     if dest.resolve() == source.resolve():
         raise ValueError(f"destination {str(dest)!r} is the source checkpoint")
+    official = read_official(source)
+    if config is None:
+        try:
+            config = default_invpt_config(official, config_root)
+        except ValueError as err:
+            raise ValueError(f"{str(source)!r}: {err}") from None
     register_all_modules()
     cfg = load_config(config, cfg_options)
     without_pretrained(cfg)  # the checkpoint holds every weight: no download
-    official = read_official(source)
     with torch.device("meta"):
         model = build_model(cfg.model)
     try:
@@ -109,7 +119,7 @@ def convert_checkpoint(
         converted_from=dict(
             format=fmt,
             file=source.name,
-            sha256=_sha256(source),
+            sha256=file_sha256(source),
             tasks=conversion.tasks,
             unused=conversion.unused,
         ),
@@ -118,4 +128,4 @@ def convert_checkpoint(
     buffer = io.BytesIO()
     torch.save({"state_dict": state, "meta": meta}, buffer)
     atomic_write_bytes(buffer.getvalue(), dest)
-    return conversion
+    return conversion, Path(config)

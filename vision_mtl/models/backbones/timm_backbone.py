@@ -37,6 +37,7 @@ from huggingface_hub import is_offline_mode, try_to_load_from_cache
 from huggingface_hub.errors import LocalEntryNotFoundError
 from torch import nn
 
+from vision_mtl.models.decoders.layers import channel_norm
 from vision_mtl.models.multimae.checkpoint import is_multimae_checkpoint, load_multimae_into_vit
 from vision_mtl.registry import MODELS
 
@@ -371,8 +372,7 @@ class TimmBackbone(nn.Module):
                 )
             )
             if self.norm_last:
-                last = levels[-1]
-                levels[-1] = self.model.norm(last.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+                levels[-1] = channel_norm(self.model.norm, levels[-1])
             return levels
         return list(self.model(x))
 

@@ -130,16 +130,10 @@ class UpEmbed(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
-        # the second block nested, as before it was dilated: checkpoints keep their key names
+        # the first block flat, the second nested (their checkpoint key names since the start)
         self.block = nn.Sequential(
-            nn.Conv2d(in_channels, out_channels, 3, padding=2, dilation=2, bias=False),
-            nn.BatchNorm2d(out_channels),
-            nn.ReLU(inplace=True),
-            nn.Sequential(
-                nn.Conv2d(out_channels, out_channels, 3, padding=2, dilation=2, bias=False),
-                nn.BatchNorm2d(out_channels),
-                nn.ReLU(inplace=True),
-            ),
+            *conv_bn_relu(in_channels, out_channels, dilation=2),
+            conv_bn_relu(out_channels, out_channels, dilation=2),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -13,10 +13,19 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 3) -> nn.Sequential:
-    """Conv → BatchNorm → ReLU, the unit every decoder here is built from."""
+def conv_bn_relu(
+    in_channels: int, out_channels: int, kernel_size: int = 3, dilation: int = 1
+) -> nn.Sequential:
+    """Conv → BatchNorm → ReLU, the unit every decoder here is built from (size-preserving)."""
     return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False),
+        nn.Conv2d(
+            in_channels,
+            out_channels,
+            kernel_size,
+            padding=dilation * (kernel_size // 2),
+            dilation=dilation,
+            bias=False,
+        ),
         nn.BatchNorm2d(out_channels),
         nn.ReLU(inplace=True),
     )
